@@ -1,0 +1,252 @@
+"""Numbers of SMPP 3.4, by the names the specification gives them.
+
+Values that arrive on the wire are kept as plain ``int`` everywhere in the codec (an SMSC may send
+a ``command_status`` or TLV tag this table does not know); these enums give names to the ones the
+specification defines. ``IntEnum`` members compare equal to their ints.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class CommandId(enum.IntEnum):
+    """``command_id`` values (SMPP 3.4, section 5.1.2.1)."""
+
+    GENERIC_NACK = 0x80000000
+    BIND_RECEIVER = 0x00000001
+    BIND_RECEIVER_RESP = 0x80000001
+    BIND_TRANSMITTER = 0x00000002
+    BIND_TRANSMITTER_RESP = 0x80000002
+    QUERY_SM = 0x00000003
+    QUERY_SM_RESP = 0x80000003
+    SUBMIT_SM = 0x00000004
+    SUBMIT_SM_RESP = 0x80000004
+    DELIVER_SM = 0x00000005
+    DELIVER_SM_RESP = 0x80000005
+    UNBIND = 0x00000006
+    UNBIND_RESP = 0x80000006
+    REPLACE_SM = 0x00000007
+    REPLACE_SM_RESP = 0x80000007
+    CANCEL_SM = 0x00000008
+    CANCEL_SM_RESP = 0x80000008
+    BIND_TRANSCEIVER = 0x00000009
+    BIND_TRANSCEIVER_RESP = 0x80000009
+    OUTBIND = 0x0000000B
+    ENQUIRE_LINK = 0x00000015
+    ENQUIRE_LINK_RESP = 0x80000015
+    SUBMIT_MULTI = 0x00000021
+    SUBMIT_MULTI_RESP = 0x80000021
+    ALERT_NOTIFICATION = 0x00000102
+    DATA_SM = 0x00000103
+    DATA_SM_RESP = 0x80000103
+
+
+#: Bit set in the ``command_id`` of every response PDU.
+RESPONSE_BIT = 0x80000000
+
+
+class CommandStatus(enum.IntEnum):
+    """``command_status`` values (SMPP 3.4, section 5.1.3)."""
+
+    ESME_ROK = 0x00000000
+    ESME_RINVMSGLEN = 0x00000001
+    ESME_RINVCMDLEN = 0x00000002
+    ESME_RINVCMDID = 0x00000003
+    ESME_RINVBNDSTS = 0x00000004
+    ESME_RALYBND = 0x00000005
+    ESME_RINVPRTFLG = 0x00000006
+    ESME_RINVREGDLVFLG = 0x00000007
+    ESME_RSYSERR = 0x00000008
+    ESME_RINVSRCADR = 0x0000000A
+    ESME_RINVDSTADR = 0x0000000B
+    ESME_RINVMSGID = 0x0000000C
+    ESME_RBINDFAIL = 0x0000000D
+    ESME_RINVPASWD = 0x0000000E
+    ESME_RINVSYSID = 0x0000000F
+    ESME_RCANCELFAIL = 0x00000011
+    ESME_RREPLACEFAIL = 0x00000013
+    ESME_RMSGQFUL = 0x00000014
+    ESME_RINVSERTYP = 0x00000015
+    ESME_RINVNUMDESTS = 0x00000033
+    ESME_RINVDLNAME = 0x00000034
+    ESME_RINVDESTFLAG = 0x00000040
+    ESME_RINVSUBREP = 0x00000042
+    ESME_RINVESMCLASS = 0x00000043
+    ESME_RCNTSUBDL = 0x00000044
+    ESME_RSUBMITFAIL = 0x00000045
+    ESME_RINVSRCTON = 0x00000048
+    ESME_RINVSRCNPI = 0x00000049
+    ESME_RINVDSTTON = 0x00000050
+    ESME_RINVDSTNPI = 0x00000051
+    ESME_RINVSYSTYP = 0x00000053
+    ESME_RINVREPFLAG = 0x00000054
+    ESME_RINVNUMMSGS = 0x00000055
+    ESME_RTHROTTLED = 0x00000058
+    ESME_RINVSCHED = 0x00000061
+    ESME_RINVEXPIRY = 0x00000062
+    ESME_RINVDFTMSGID = 0x00000063
+    ESME_RX_T_APPN = 0x00000064
+    ESME_RX_P_APPN = 0x00000065
+    ESME_RX_R_APPN = 0x00000066
+    ESME_RQUERYFAIL = 0x00000067
+    ESME_RINVOPTPARSTREAM = 0x000000C0
+    ESME_ROPTPARNOTALLWD = 0x000000C1
+    ESME_RINVPARLEN = 0x000000C2
+    ESME_RMISSINGOPTPARAM = 0x000000C3
+    ESME_RINVOPTPARAMVAL = 0x000000C4
+    ESME_RDELIVERYFAILURE = 0x000000FE
+    ESME_RUNKNOWNERR = 0x000000FF
+
+
+def status_name(command_status: int) -> str:
+    """The spec's name of a ``command_status`` (``ESME_RTHROTTLED``), or its hex form."""
+    try:
+        return CommandStatus(command_status).name
+    except ValueError:
+        return f"0x{command_status:08X}"
+
+
+class Tag(enum.IntEnum):
+    """Optional parameter (TLV) tags (SMPP 3.4, section 5.3.2)."""
+
+    DEST_ADDR_SUBUNIT = 0x0005
+    DEST_NETWORK_TYPE = 0x0006
+    DEST_BEARER_TYPE = 0x0007
+    DEST_TELEMATICS_ID = 0x0008
+    SOURCE_ADDR_SUBUNIT = 0x000D
+    SOURCE_NETWORK_TYPE = 0x000E
+    SOURCE_BEARER_TYPE = 0x000F
+    SOURCE_TELEMATICS_ID = 0x0010
+    QOS_TIME_TO_LIVE = 0x0017
+    PAYLOAD_TYPE = 0x0019
+    ADDITIONAL_STATUS_INFO_TEXT = 0x001D
+    RECEIPTED_MESSAGE_ID = 0x001E
+    MS_MSG_WAIT_FACILITIES = 0x0030
+    PRIVACY_INDICATOR = 0x0201
+    SOURCE_SUBADDRESS = 0x0202
+    DEST_SUBADDRESS = 0x0203
+    USER_MESSAGE_REFERENCE = 0x0204
+    USER_RESPONSE_CODE = 0x0205
+    SOURCE_PORT = 0x020A
+    DESTINATION_PORT = 0x020B
+    SAR_MSG_REF_NUM = 0x020C
+    LANGUAGE_INDICATOR = 0x020D
+    SAR_TOTAL_SEGMENTS = 0x020E
+    SAR_SEGMENT_SEQNUM = 0x020F
+    SC_INTERFACE_VERSION = 0x0210
+    CALLBACK_NUM_PRES_IND = 0x0302
+    CALLBACK_NUM_ATAG = 0x0303
+    NUMBER_OF_MESSAGES = 0x0304
+    CALLBACK_NUM = 0x0381
+    DPF_RESULT = 0x0420
+    SET_DPF = 0x0421
+    MS_AVAILABILITY_STATUS = 0x0422
+    NETWORK_ERROR_CODE = 0x0423
+    MESSAGE_PAYLOAD = 0x0424
+    DELIVERY_FAILURE_REASON = 0x0425
+    MORE_MESSAGES_TO_SEND = 0x0426
+    MESSAGE_STATE = 0x0427
+    USSD_SERVICE_OP = 0x0501
+    DISPLAY_TIME = 0x1201
+    SMS_SIGNAL = 0x1203
+    MS_VALIDITY = 0x1204
+    ALERT_ON_MESSAGE_DELIVERY = 0x130C
+    ITS_REPLY_TYPE = 0x1380
+    ITS_SESSION_INFO = 0x1383
+
+
+class MessageState(enum.IntEnum):
+    """``message_state`` values (SMPP 3.4, section 5.2.28), as in query_sm_resp and receipts."""
+
+    ENROUTE = 1
+    DELIVERED = 2
+    EXPIRED = 3
+    DELETED = 4
+    UNDELIVERABLE = 5
+    ACCEPTED = 6
+    UNKNOWN = 7
+    REJECTED = 8
+
+
+class Ton(enum.IntEnum):
+    """Type of number (SMPP 3.4, section 5.2.5)."""
+
+    UNKNOWN = 0
+    INTERNATIONAL = 1
+    NATIONAL = 2
+    NETWORK_SPECIFIC = 3
+    SUBSCRIBER_NUMBER = 4
+    ALPHANUMERIC = 5
+    ABBREVIATED = 6
+
+
+class Npi(enum.IntEnum):
+    """Numbering plan indicator (SMPP 3.4, section 5.2.6)."""
+
+    UNKNOWN = 0
+    ISDN = 1
+    DATA = 3
+    TELEX = 4
+    LAND_MOBILE = 6
+    NATIONAL = 8
+    PRIVATE = 9
+    ERMES = 10
+    INTERNET = 14
+    WAP = 18
+
+
+class DataCoding(enum.IntEnum):
+    """``data_coding`` values (SMPP 3.4, section 5.2.19) for the codings the codec handles."""
+
+    SMSC_DEFAULT = 0x00  # in practice GSM 03.38 default alphabet
+    IA5 = 0x01  # IA5 / ASCII
+    BINARY_8BIT = 0x02
+    LATIN1 = 0x03
+    BINARY = 0x04
+    JIS = 0x05
+    CYRILLIC = 0x06
+    HEBREW = 0x07
+    UCS2 = 0x08
+    PICTOGRAM = 0x09
+    ISO_2022_JP = 0x0A
+    EXTENDED_KANJI = 0x0D
+    KS_C_5601 = 0x0E
+
+
+class EsmClass(enum.IntFlag):
+    """Bits of ``esm_class`` (SMPP 3.4, section 5.2.12)."""
+
+    # Messaging mode (bits 1-0)
+    DEFAULT_MODE = 0x00
+    DATAGRAM_MODE = 0x01
+    FORWARD_MODE = 0x02
+    STORE_AND_FORWARD_MODE = 0x03
+    # Message type (bits 5-2)
+    DELIVERY_RECEIPT = 0x04  # SMSC delivery receipt (deliver_sm)
+    DELIVERY_ACK = 0x08
+    USER_ACK = 0x10
+    CONVERSATION_ABORT = 0x18
+    INTERMEDIATE_NOTIFICATION = 0x20
+    # GSM network specific features (bits 7-6)
+    UDHI = 0x40
+    REPLY_PATH = 0x80
+
+
+#: Mask of the message-type bits of ``esm_class``.
+ESM_CLASS_TYPE_MASK = 0x3C
+
+
+class RegisteredDelivery(enum.IntFlag):
+    """Bits of ``registered_delivery`` (SMPP 3.4, section 5.2.17)."""
+
+    NONE = 0x00
+    SMSC_RECEIPT_ON_SUCCESS_OR_FAILURE = 0x01
+    SMSC_RECEIPT_ON_FAILURE = 0x02
+    SME_DELIVERY_ACK = 0x04
+    SME_MANUAL_ACK = 0x08
+    INTERMEDIATE_NOTIFICATION = 0x10
+
+
+#: interface_version of SMPP 3.4.
+SMPP_VERSION_34 = 0x34

@@ -112,6 +112,7 @@ __all__ = [
     "Ton",
     "Unbind",
     "UnbindResp",
+    "UnknownCommandId",
     "UnsuccessSme",
     "decode",
     "encode",

@@ -340,7 +340,8 @@ def _decoder_source(cls: type[Pdu]) -> str:
             "if pos != n:",
             "    raise _bad(cls, seq, S.ESME_RINVCMDLEN, 'body', f'{n - pos} octets too many')",
         ]
-    body += ["pdu = _new(cls)", "_set_seq(pdu, seq)", "_set_status(pdu, status)"]
+    body += ["pdu = _new(cls)", "_set_sequence_number(pdu, seq)"]
+    body += ["_set_command_status(pdu, status)"]
     body += [f"_set_{name}(pdu, {name})" for name in names]
     body.append("return pdu")
     return "def decode(data, status, seq):\n" + "".join(f"    {line}\n" for line in body)
@@ -438,12 +439,10 @@ def compile_pdu(cls: type[Pdu]) -> tuple[Decoder, Encoder]:
         "_encode_dest_addresses": _encode_dest_addresses,
         "_encode_unsuccess_smes": _encode_unsuccess_smes,
         "_pack_header": HEADER.pack_into,
-        # Slot descriptors' setters: frozen classes refuse setattr, these go around it (as the
-        # attrs-generated __init__ itself does) without a call through __init__'s kwargs.
-        "_set_seq": getattr(cls, "sequence_number").__set__,
-        "_set_status": getattr(cls, "command_status").__set__,
     }
-    for name, _ in wire_fields(cls):
+    # Slot descriptors' setters: frozen classes refuse setattr, these go around it (as the
+    # attrs-generated __init__ itself does) without a call through __init__'s kwargs.
+    for name in ("sequence_number", "command_status", *(n for n, _ in wire_fields(cls))):
         namespace[f"_set_{name}"] = getattr(cls, name).__set__
     decode_src = _decoder_source(cls)
     encode_src = _encoder_source(cls)

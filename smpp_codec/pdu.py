@@ -16,7 +16,7 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 
 from . import fields as f
-from .constants import CommandId, CommandStatus, RESPONSE_BIT
+from .constants import RESPONSE_BIT, CommandId, CommandStatus
 from .tlv import RawTlvs, TlvValue, get
 
 S = CommandStatus

@@ -4,7 +4,7 @@ Hypothesis profiles are chosen with the ``HYPOTHESIS_PROFILE`` environment varia
 
 - ``dev`` (default): quick, for the edit-test loop;
 - ``ci``: more examples, no deadline (CI machines are shared and noisy);
-- ``fuzz``: a long fuzz run (``nox -s fuzz``).
+- ``fuzz``: a long fuzz run (``nox -s fuzz``); ``SMSGW_FUZZ_EXAMPLES`` sets its budget per test.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "fuzz",
-    max_examples=20_000,
+    max_examples=int(os.environ.get("SMSGW_FUZZ_EXAMPLES", "20000")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,

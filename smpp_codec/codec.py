@@ -84,6 +84,10 @@ def error_response(error: DecodeError) -> Pdu | None:
     """
     cid = error.command_id
     seq = error.sequence_number or 0
+    if isinstance(error, InvalidCommandLength):
+        # The PDU's extent is unknown, so its body was never read: SMPP 3.4 section 4.3.1
+        # answers that with generic_nack, whatever the command.
+        return GenericNack(sequence_number=seq, command_status=error.command_status)
     cls = PDU_CLASSES.get(cid) if cid is not None else None
     if cls is None:
         return GenericNack(sequence_number=seq, command_status=error.command_status)

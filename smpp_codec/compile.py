@@ -169,6 +169,8 @@ def _encode_dest_addresses(out: bytearray, dests: tuple[Any, ...]) -> None:
     out.append(len(dests))
     for dest in dests:
         if isinstance(dest, SmeAddress):
+            _check_u8(dest.dest_addr_ton, "dest_address", S.ESME_RINVDSTTON)
+            _check_u8(dest.dest_addr_npi, "dest_address", S.ESME_RINVDSTNPI)
             out += bytes((1, dest.dest_addr_ton, dest.dest_addr_npi))
             out += _cstring_bytes(dest.destination_addr, 21, "dest_address", S.ESME_RINVDSTADR)
         elif isinstance(dest, DistributionList):
@@ -185,9 +187,17 @@ def _encode_unsuccess_smes(out: bytearray, smes: tuple[Any, ...]) -> None:
                           field="unsuccess_sme")
     out.append(len(smes))
     for sme in smes:
+        _check_u8(sme.dest_addr_ton, "unsuccess_sme", S.ESME_RINVDSTTON)
+        _check_u8(sme.dest_addr_npi, "unsuccess_sme", S.ESME_RINVDSTNPI)
         out += bytes((sme.dest_addr_ton, sme.dest_addr_npi))
         out += _cstring_bytes(sme.destination_addr, 21, "unsuccess_sme", S.ESME_RINVDSTADR)
         out += _U32.pack(sme.error_status_code)
+
+
+def _check_u8(value: object, field: str, status: int) -> None:
+    if not isinstance(value, int) or not 0 <= value <= 255:
+        raise EncodeError(f"{field}: expected an int 0..255, got {value!r}", field=field,
+                          command_status=status)
 
 
 def _cstring_bytes(value: str, max_length: int, field: str, status: int) -> bytes:

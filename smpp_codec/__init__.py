@@ -4,7 +4,7 @@ Encode and decode whole PDUs with :func:`encode` / :func:`decode`, or frame a by
 :class:`Framer`. No I/O, no clocks: use it from sockets, asyncio, Trio or a fuzzer alike.
 """
 
-from . import tlv
+from . import gsm7, message_id, receipt, segment, session, smpptime, text, tlv
 from .codec import decode, encode, error_response
 from .constants import (
     CommandId,
@@ -23,7 +23,11 @@ from .errors import (
     EncodeError,
     InvalidCommandLength,
     InvalidPdu,
+    MessageIdError,
+    ReceiptError,
     SmppError,
+    TextError,
+    TimeFormatError,
     UnknownCommandId,
 )
 from .framer import NEED_DATA, Framer
@@ -91,12 +95,14 @@ __all__ = [
     "GenericNack",
     "InvalidCommandLength",
     "InvalidPdu",
+    "MessageIdError",
     "MessageState",
     "Npi",
     "Outbind",
     "Pdu",
     "QuerySm",
     "QuerySmResp",
+    "ReceiptError",
     "RegisteredDelivery",
     "ReplaceSm",
     "ReplaceSmResp",
@@ -109,6 +115,8 @@ __all__ = [
     "SubmitSm",
     "SubmitSmResp",
     "Tag",
+    "TextError",
+    "TimeFormatError",
     "Ton",
     "Unbind",
     "UnbindResp",
@@ -117,6 +125,13 @@ __all__ = [
     "decode",
     "encode",
     "error_response",
+    "gsm7",
+    "message_id",
+    "receipt",
+    "segment",
+    "session",
+    "smpptime",
     "status_name",
+    "text",
     "tlv",
 ]

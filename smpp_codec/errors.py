@@ -77,3 +77,22 @@ class UnknownCommandId(DecodeError):
 class InvalidPdu(DecodeError):
     """The body of a known command is malformed; ``command_status`` is the error to answer its
     response with (``ESME_RINVSRCADR`` for a bad ``source_addr``, ...)."""
+
+
+class TextError(SmppError, ValueError):
+    """Text that cannot be encoded, bytes that cannot be decoded as text, or a bad segmentation
+    request (:mod:`smpp_codec.text`, :mod:`smpp_codec.gsm7`, :mod:`smpp_codec.segment`)."""
+
+
+class ReceiptError(SmppError, ValueError):
+    """A delivery receipt cannot be read or written (:mod:`smpp_codec.receipt`)."""
+
+
+class TimeFormatError(SmppError, ValueError):
+    """A string is not an SMPP time, or a value cannot be written as one
+    (:mod:`smpp_codec.smpptime`)."""
+
+
+class MessageIdError(SmppError, ValueError):
+    """A message id cannot be normalised: empty, or too long to read as a hex number
+    (:mod:`smpp_codec.message_id`)."""

@@ -13,6 +13,7 @@ from . import __version__
 
 #: subcommand -> (module with ``main(argv) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "check-config": ("smsgw.check_config", "check a configuration file and report every problem"),
     "simulator": ("smsgw.simulator.cli", "run the SMSC simulator (an SMPP 3.4 server)"),
     "bench": ("smsgw.bench.cli", "run benchmarks (codec, queue, raw SMPP session)"),
 }

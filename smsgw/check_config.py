@@ -1,0 +1,53 @@
+"""``smsgw check-config``: validate a configuration file without starting anything.
+
+Prints ``OK`` and a one-line summary (exit 0), or every problem, one per line (exit 1), so it
+fits in a deployment script or a pre-commit hook before ``systemctl reload``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import ConfigError, GatewayConfig, load_config
+
+DEFAULT_PATH = "gateway.toml"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def summary(config: GatewayConfig) -> str:
+    """``2 providers (a, b), 3 routes, queue embedded``."""
+    names = [p.name for p in config.providers]
+    if config.routes:
+        routing = _plural(len(config.routes), "route")
+    else:
+        routing = "no routes (every message to " + " then ".join(names) + ")"
+    providers = _plural(len(names), "provider")
+    return f"{providers} ({', '.join(names)}), {routing}, queue {config.queue.backend.value}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="smsgw check-config",
+        description="Check a gateway configuration file and report every problem in it.",
+    )
+    parser.add_argument("-c", "--config", help=f"the configuration file (default: {DEFAULT_PATH})")
+    parser.add_argument("path", nargs="?", help="the configuration file, as with -c")
+    args = parser.parse_args(argv)
+    if args.config is not None and args.path is not None:
+        parser.error("give the file once: -c PATH or PATH")
+    path = args.config or args.path or DEFAULT_PATH
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"OK: {path}: {summary(config)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Tests of the SMPP session core (smpp_codec.session) and the Trio client (smsgw.smpp)."""

@@ -5,14 +5,19 @@ no I/O of its own. Point it at any SMSC, or at the simulator::
 
     smsgw simulator --port 2775 &
     python examples/send_sms_blocking.py --port 2775 --to 447700900123 --text "Hello"
+
+or let it start smsgw's simulator in a background thread on a free port (``--with-simulator``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import socket
 import sys
+import threading
+from collections.abc import Iterator
 
 import smpp_codec as sc
 from smpp_codec.receipt import receipt_from_pdu
@@ -56,6 +61,38 @@ class BlockingSession:
             print(f"(while waiting: {type(answer).__name__})")
 
 
+@contextlib.contextmanager
+def simulator_in_thread() -> Iterator[int]:
+    """Run smsgw's SMSC simulator (a Trio server) in a thread; yield the port it listens on.
+
+    The simulator is the only part of this example that is not plain blocking code, which is why
+    it lives in its own thread with its own Trio loop.
+    """
+    import trio
+
+    from smsgw.simulator import Simulator, SimulatorConfig
+
+    ready = threading.Event()
+    state: dict[str, object] = {}
+
+    async def serve() -> None:
+        async with trio.open_nursery() as nursery:
+            state["port"] = await nursery.start(Simulator(SimulatorConfig(seed=1)).serve)
+            state["token"] = trio.lowlevel.current_trio_token()
+            state["cancel"] = nursery.cancel_scope.cancel
+            ready.set()
+
+    thread = threading.Thread(target=trio.run, args=(serve,), daemon=True)
+    thread.start()
+    if not ready.wait(timeout=10):
+        raise RuntimeError("the simulator did not start within 10 seconds")
+    try:
+        yield int(state["port"])  # type: ignore[call-overload]
+    finally:
+        trio.from_thread.run_sync(state["cancel"], trio_token=state["token"])  # type: ignore[arg-type]
+        thread.join(timeout=10)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -66,8 +103,18 @@ def main() -> int:
     parser.add_argument("--to", default="447700900123")
     parser.add_argument("--text", default="Hello from smpp_codec ✓")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds for each read")
+    parser.add_argument("--with-simulator", action="store_true",
+                        help="start smsgw's SMSC simulator in the background and use it")
     args = parser.parse_args()
+    if args.with_simulator:
+        with simulator_in_thread() as port:
+            print(f"SMSC simulator listening on 127.0.0.1:{port}")
+            args.host, args.port = "127.0.0.1", port
+            return send(args)
+    return send(args)
 
+
+def send(args: argparse.Namespace) -> int:
     with socket.create_connection((args.host, args.port), timeout=args.timeout) as sock:
         session = BlockingSession(sock)
         bound = session.request(sc.BindTransceiver(

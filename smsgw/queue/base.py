@@ -5,11 +5,17 @@ Semantics (docs/queue.md has the full text):
 - At-least-once: a message leaves the queue only by ``ack``, ``dead_letter`` or ``purge``.
 - Priorities 0..9, **higher is served first**, strictly: a lower priority is leased only when no
   higher one is due (unless the backend's documented anti-starvation share is configured).
-- FIFO within a priority (by enqueue order; a nacked message goes back by its due time).
+- FIFO within a priority: due messages of one priority are served by due time, then enqueue
+  order. A message enqueued due now is due at its enqueue time (so plain enqueues are FIFO); a
+  delayed one at its ``not_before`` (a past ``not_before`` counts as now); a nacked one at
+  ``now + delay``; a replayed one at the replay time; an expired lease at its deadline. So a
+  message that comes back takes its place behind everything that was due before it.
 - A message with ``not_before`` in the future is invisible until it is due.
-- A lease not acked/nacked before its deadline makes the message visible again (a crashed
-  consumer's work is reclaimed); the stale lease's token is then refused.
-- ``attempts`` counts leases handed out for the message.
+- A lease is *held* while its token is the message's current one and its deadline has not
+  passed. A lease not acked/nacked before its deadline makes the message visible again (a crashed
+  consumer's work is reclaimed); the stale lease's token is then refused with ``LeaseLost`` by
+  ack, nack, extend and dead_letter, even if nobody has leased the message again yet.
+- ``attempts`` counts leases handed out for the message (reset to 0 by ``replay``).
 
 Times in this interface are wall-clock epoch seconds (floats): leases must mean the same thing to
 several processes and machines sharing one Redis. Backends take the time from an injectable clock
@@ -34,6 +40,13 @@ class QueueError(Exception):
 
 class QueueUnavailable(QueueError):
     """The backend cannot be reached right now; the operation may be retried."""
+
+
+class DuplicateId(QueueError):
+    """An enqueued id is already in the queue (or twice in the batch); nothing was enqueued.
+
+    Distinct from ``QueueUnavailable`` so that a caller retrying an enqueue whose outcome it did
+    not learn can tell "it was stored the first time" from a failure."""
 
 
 class LeaseLost(QueueError):
@@ -83,7 +96,11 @@ class DeadLetter:
 
 @attrs.frozen
 class QueueDepth:
-    """Counts by state, and ready counts by priority (only non-zero priorities listed)."""
+    """Counts by state, and ready counts by priority (only non-zero priorities listed).
+
+    ``ready``: leasable now (due, or an expired lease); ``delayed``: not due yet; ``leased``: held
+    leases; ``dead``: dead letters. Every message is in exactly one of them.
+    """
 
     ready: int
     delayed: int
@@ -97,7 +114,7 @@ class Queue(Protocol):
 
     async def enqueue(self, messages: Sequence[NewMessage]) -> None:
         """Store messages durably; when this returns they survive a crash. Duplicate ids raise
-        ``QueueError`` and store nothing of the batch."""
+        ``DuplicateId`` and store nothing of the batch."""
 
     async def lease(
         self, consumer: str, max_items: int, visibility_timeout: float
@@ -106,7 +123,8 @@ class Queue(Protocol):
 
     async def ack(self, leases: Sequence[Lease]) -> None:
         """Remove delivered messages. A lease that is no longer held raises ``LeaseLost``
-        (after acking the others)."""
+        (after acking the others). Leases are judged by the state before the call: one listed
+        twice is acked once, not reported lost."""
 
     async def nack(self, lease: Lease, *, delay: float, reason: str) -> None:
         """Give the message back, due again after ``delay`` seconds, remembering ``reason``."""

@@ -1,0 +1,389 @@
+"""The embedded queue backend: one table in a SQLite file (WAL), no server needed.
+
+Layout (docs/queue.md has the full story): every message is one row of ``queue_messages`` with a
+``state`` of ``ready``, ``leased`` or ``dead``.
+
+- ``ready`` rows are served in the order of the partial index ``(priority DESC, due_at, seq)``:
+  a lease is one indexed scan that stops after ``max_items`` due rows.
+- ``leased`` rows carry the lease token, consumer and deadline; a partial index on the deadline
+  lets every lease first turn expired leases back into ``ready`` rows, due at their deadline.
+- ``dead`` rows carry the reason and time; a partial index on ``(dead_at, seq)`` lists them.
+
+Every operation is one SQLite transaction (an enqueue of 100 messages too), taken with
+``BEGIN IMMEDIATE`` where it reads before it writes, so leasing is atomic against other tasks,
+other connections and other processes using the same file. The time (``clock()``) is read after
+the write lock is held, so a lease never carries a time older than the state it was decided on.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from smsgw.adapters.sqlite import (
+    ConstraintViolation,
+    DatabaseUnavailable,
+    Row,
+    SqliteDatabase,
+    Synchronous,
+    Transaction,
+    open_sqlite,
+)
+from smsgw.queue.base import (
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    DeadLetter,
+    DuplicateId,
+    Lease,
+    LeaseLost,
+    NewMessage,
+    QueueDepth,
+    QueuedMessage,
+    QueueError,
+    QueueUnavailable,
+)
+
+Clock = Callable[[], float]
+
+# Statements are built with at most this many ``?`` per list of ids (SQLite allows 32766).
+_CHUNK = 500
+
+SCHEMA = (
+    """
+    CREATE TABLE IF NOT EXISTS queue_messages (
+        seq            INTEGER PRIMARY KEY,  -- enqueue order: a new rowid exceeds every present one
+        id             TEXT    NOT NULL UNIQUE,
+        payload        BLOB    NOT NULL,
+        priority       INTEGER NOT NULL CHECK (priority BETWEEN 0 AND 9),
+        state          TEXT    NOT NULL CHECK (state IN ('ready', 'leased', 'dead')),
+        due_at         REAL    NOT NULL,     -- when the message is (or was) due; orders a priority
+        enqueued_at    REAL    NOT NULL,
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        last_error     TEXT,
+        lease_token    TEXT,                 -- leased: the holder's token
+        lease_consumer TEXT,                 -- leased: who holds it (for operators)
+        lease_deadline REAL,                 -- leased: visible again from this time
+        dead_reason    TEXT,                 -- dead: why
+        dead_at        REAL                  -- dead: since when
+    )
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS queue_messages_ready
+        ON queue_messages (priority DESC, due_at, seq) WHERE state = 'ready'
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS queue_messages_leased
+        ON queue_messages (lease_deadline) WHERE state = 'leased'
+    """,
+    """
+    CREATE INDEX IF NOT EXISTS queue_messages_dead
+        ON queue_messages (dead_at, seq) WHERE state = 'dead'
+    """,
+)
+
+_MESSAGE_COLUMNS = "id, payload, priority, attempts, enqueued_at, last_error"
+
+RECLAIM_SQL = """
+    UPDATE queue_messages
+       SET state = 'ready', due_at = lease_deadline,
+           lease_token = NULL, lease_consumer = NULL, lease_deadline = NULL
+     WHERE state = 'leased' AND lease_deadline <= ?
+"""
+
+LEASE_SQL = f"""
+    UPDATE queue_messages
+       SET state = 'leased', attempts = attempts + 1,
+           lease_token = ?, lease_consumer = ?, lease_deadline = ?
+     WHERE seq IN (SELECT seq FROM queue_messages
+                    WHERE state = 'ready' AND due_at <= ?
+                    ORDER BY priority DESC, due_at, seq
+                    LIMIT ?)
+ RETURNING {_MESSAGE_COLUMNS}, due_at, seq
+"""
+
+# A lease is held while its token matches and its deadline has not passed.
+_HELD = "id = ? AND state = 'leased' AND lease_token = ? AND lease_deadline > ?"
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _message(row: Row) -> QueuedMessage:
+    msg_id, payload, priority, attempts, enqueued_at, last_error = row[:6]
+    return QueuedMessage(
+        id=msg_id,
+        payload=bytes(payload),
+        priority=priority,
+        attempts=attempts,
+        enqueued_at=enqueued_at,
+        last_error=last_error,
+    )
+
+
+def _check_time(name: str, value: float, *, positive: bool) -> None:
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+def _check_new(messages: Sequence[NewMessage]) -> None:
+    seen: set[str] = set()
+    for message in messages:
+        if not isinstance(message, NewMessage):
+            raise TypeError(f"expected NewMessage, got {type(message).__name__}")
+        if not isinstance(message.id, str) or not message.id:
+            raise ValueError(f"message id must be a non-empty str, got {message.id!r}")
+        if not isinstance(message.payload, bytes):
+            raise TypeError(f"payload of {message.id!r} must be bytes, not {type(message.payload)}")
+        if message.not_before is not None and not math.isfinite(message.not_before):
+            raise ValueError(f"not_before of {message.id!r} must be finite")
+        if message.id in seen:
+            raise DuplicateId(f"duplicate message id in batch: {message.id!r}")
+        seen.add(message.id)
+
+
+async def create_schema(db: SqliteDatabase) -> None:
+    """Create the queue's tables and indexes if missing (idempotent, safe to race)."""
+    try:
+        async with db.transaction() as tx:
+            for statement in SCHEMA:
+                await tx.execute(statement)
+    except DatabaseUnavailable as exc:
+        raise QueueUnavailable(str(exc)) from exc
+
+
+class SqliteQueue:
+    """The :class:`~smsgw.queue.base.Queue` contract on a SQLite database.
+
+    Construct with :func:`open_sqlite_queue`, or on a database the caller already has open (the
+    gateway shares its file) with ``await create_schema(db)`` then ``SqliteQueue(db, clock=...)``.
+    Several processes may open queues on the same file: they share one queue.
+    """
+
+    def __init__(self, db: SqliteDatabase, *, clock: Clock = time.time) -> None:  # wall-clock
+        self._db = db
+        self._clock = clock
+        self._closed = False
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[tuple[Transaction, float]]:
+        """A write transaction and the time it runs at (read once the write lock is held)."""
+        self._check_open()
+        try:
+            async with self._db.transaction() as tx:
+                yield tx, self._clock()
+        except DatabaseUnavailable as exc:
+            raise QueueUnavailable(str(exc)) from exc
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise QueueError("queue is closed")
+
+    async def enqueue(self, messages: Sequence[NewMessage]) -> None:
+        _check_new(messages)
+        if not messages:
+            return
+        try:
+            async with self._write() as (tx, now):
+                await tx.executemany(
+                    "INSERT INTO queue_messages (id, payload, priority, state, due_at, enqueued_at)"
+                    " VALUES (?, ?, ?, 'ready', ?, ?)",
+                    [
+                        (
+                            m.id,
+                            m.payload,
+                            m.priority,
+                            now if m.not_before is None else max(m.not_before, now),
+                            now,
+                        )
+                        for m in messages
+                    ],
+                )
+        except ConstraintViolation as exc:
+            existing = await self._existing_ids([m.id for m in messages])
+            raise DuplicateId(f"message ids already in the queue: {existing}") from exc
+
+    async def _existing_ids(self, ids: Sequence[str]) -> list[str]:
+        found: list[str] = []
+        for chunk in _chunks(ids):
+            rows = await self._db.fetch(
+                f"SELECT id FROM queue_messages WHERE id IN ({_marks(len(chunk))})", chunk
+            )
+            found.extend(row[0] for row in rows)
+        return sorted(found)
+
+    async def lease(self, consumer: str, max_items: int, visibility_timeout: float) -> list[Lease]:
+        if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
+            raise ValueError(f"max_items must be an int >= 1, got {max_items!r}")
+        _check_time("visibility_timeout", visibility_timeout, positive=True)
+        token = uuid.uuid4().hex
+        async with self._write() as (tx, now):
+            await tx.execute(RECLAIM_SQL, (now,))
+            deadline = now + visibility_timeout
+            rows = await tx.fetch(LEASE_SQL, (token, consumer, deadline, now, max_items))
+        # RETURNING yields rows in no promised order: restore the service order.
+        rows.sort(key=lambda row: (-row[2], row[6], row[7]))
+        return [Lease(message=_message(row), token=token, deadline=deadline) for row in rows]
+
+    async def ack(self, leases: Sequence[Lease]) -> None:
+        if not leases:
+            return
+        by_token: dict[str, list[str]] = {}
+        for lease in leases:
+            by_token.setdefault(lease.token, []).append(lease.message.id)
+        deleted: set[tuple[str, str]] = set()
+        async with self._write() as (tx, now):
+            for token, ids in by_token.items():
+                for chunk in _chunks(ids):
+                    rows = await tx.fetch(
+                        f"DELETE FROM queue_messages WHERE id IN ({_marks(len(chunk))})"
+                        " AND state = 'leased' AND lease_token = ? AND lease_deadline > ?"
+                        " RETURNING id, lease_token",
+                        (*chunk, token, now),
+                    )
+                    deleted.update((row[0], row[1]) for row in rows)
+        # Judged against the state before the call, so a lease listed twice is acked once.
+        lost = sorted({x.message.id for x in leases if (x.message.id, x.token) not in deleted})
+        if lost:
+            raise LeaseLost(f"leases no longer held (not acked): {lost}")
+
+    async def nack(self, lease: Lease, *, delay: float, reason: str) -> None:
+        _check_time("delay", delay, positive=False)
+        async with self._write() as (tx, now):
+            changed = await tx.execute(
+                "UPDATE queue_messages SET state = 'ready', due_at = ?, last_error = ?,"
+                " lease_token = NULL, lease_consumer = NULL, lease_deadline = NULL"
+                f" WHERE {_HELD}",
+                (now + delay, reason, lease.message.id, lease.token, now),
+            )
+        if not changed:
+            raise LeaseLost(f"lease of {lease.message.id!r} no longer held (not nacked)")
+
+    async def extend(self, lease: Lease, visibility_timeout: float) -> Lease:
+        _check_time("visibility_timeout", visibility_timeout, positive=True)
+        async with self._write() as (tx, now):
+            deadline = now + visibility_timeout
+            changed = await tx.execute(
+                f"UPDATE queue_messages SET lease_deadline = ? WHERE {_HELD}",
+                (deadline, lease.message.id, lease.token, now),
+            )
+        if not changed:
+            raise LeaseLost(f"lease of {lease.message.id!r} no longer held (not extended)")
+        return Lease(message=lease.message, token=lease.token, deadline=deadline)
+
+    async def dead_letter(self, lease: Lease, *, reason: str) -> None:
+        async with self._write() as (tx, now):
+            changed = await tx.execute(
+                "UPDATE queue_messages SET state = 'dead', dead_reason = ?, dead_at = ?,"
+                " lease_token = NULL, lease_consumer = NULL, lease_deadline = NULL"
+                f" WHERE {_HELD}",
+                (reason, now, lease.message.id, lease.token, now),
+            )
+        if not changed:
+            raise LeaseLost(f"lease of {lease.message.id!r} no longer held (not dead-lettered)")
+
+    async def dead_letters(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must be >= 0, got {limit}, {offset}")
+        self._check_open()
+        rows = await self._read(
+            f"SELECT {_MESSAGE_COLUMNS}, dead_reason, dead_at FROM queue_messages"
+            " WHERE state = 'dead' ORDER BY dead_at, seq LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        return [DeadLetter(message=_message(row), reason=row[6], dead_at=row[7]) for row in rows]
+
+    async def replay(self, ids: Sequence[str], *, priority: int | None = None) -> int:
+        if priority is not None and not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+            raise ValueError(f"priority must be {MIN_PRIORITY}..{MAX_PRIORITY}, got {priority}")
+        moved = 0
+        async with self._write() as (tx, now):
+            for chunk in _chunks(list(dict.fromkeys(ids))):
+                moved += await tx.execute(
+                    "UPDATE queue_messages SET state = 'ready', attempts = 0, due_at = ?,"
+                    " priority = coalesce(?, priority), dead_reason = NULL, dead_at = NULL"
+                    f" WHERE state = 'dead' AND id IN ({_marks(len(chunk))})",
+                    (now, priority, *chunk),
+                )
+        return moved
+
+    async def purge(self, ids: Sequence[str]) -> int:
+        deleted = 0
+        async with self._write() as (tx, _now):
+            for chunk in _chunks(list(dict.fromkeys(ids))):
+                deleted += await tx.execute(
+                    f"DELETE FROM queue_messages WHERE id IN ({_marks(len(chunk))})", chunk
+                )
+        return deleted
+
+    async def depth(self) -> QueueDepth:
+        # One scan of the table: depth is for metrics and operators, not for every message.
+        self._check_open()
+        now = self._clock()
+        rows = await self._read(
+            """
+            SELECT CASE
+                     WHEN state = 'dead' THEN 'dead'
+                     WHEN state = 'leased' AND lease_deadline > :now THEN 'leased'
+                     WHEN state = 'ready' AND due_at > :now THEN 'delayed'
+                     ELSE 'ready'  -- due, or an expired lease (visible again)
+                   END AS bucket, priority, count(*)
+              FROM queue_messages GROUP BY bucket, priority
+            """,
+            {"now": now},
+        )
+        totals = {"ready": 0, "delayed": 0, "leased": 0, "dead": 0}
+        ready_by_priority: dict[int, int] = {}
+        for bucket, priority, count in rows:
+            totals[bucket] += count
+            if bucket == "ready":
+                ready_by_priority[priority] = count
+        return QueueDepth(ready_by_priority=dict(sorted(ready_by_priority.items())), **totals)
+
+    async def _read(self, sql: str, params: Any) -> list[Row]:
+        try:
+            return await self._db.fetch(sql, params)
+        except DatabaseUnavailable as exc:
+            raise QueueUnavailable(str(exc)) from exc
+
+    async def aclose(self) -> None:
+        """Refuse further calls. The database belongs to whoever opened it and is not closed."""
+        self._closed = True
+
+
+@asynccontextmanager
+async def open_sqlite_queue(
+    path: str | os.PathLike[str],
+    *,
+    clock: Clock = time.time,  # wall-clock
+    synchronous: Synchronous = "FULL",
+    busy_timeout: float = 5.0,
+) -> AsyncIterator[SqliteQueue]:
+    """Open the queue in the SQLite file ``path`` (created if missing); closed when the block ends.
+
+    ``clock`` gives wall-clock epoch seconds (tests pass a fake one). ``synchronous="FULL"`` makes
+    an enqueue durable against power loss when it returns; ``"NORMAL"`` only against a crash of
+    the process (docs/queue.md). ``busy_timeout``: seconds to wait for another connection's write
+    lock before an operation fails with ``QueueUnavailable``.
+    """
+    try:
+        async with open_sqlite(path, synchronous=synchronous, busy_timeout=busy_timeout) as db:
+            await create_schema(db)
+            queue = SqliteQueue(db, clock=clock)
+            try:
+                yield queue
+            finally:
+                await queue.aclose()
+    except DatabaseUnavailable as exc:
+        raise QueueUnavailable(str(exc)) from exc

@@ -78,6 +78,27 @@ def _register(command_id: CommandId) -> Any:
 # --- Session management -------------------------------------------------------------------------
 
 
+@attrs.frozen(kw_only=True)
+class _Bind(Request):
+    """The body the three bind requests share."""
+
+    system_id: str = f.cstring(16, S.ESME_RINVSYSID)
+    password: str = f.cstring(9, S.ESME_RINVPASWD)
+    system_type: str = f.cstring(13, S.ESME_RINVSYSTYP)
+    interface_version: int = f.u8(default=0x34)
+    addr_ton: int = f.u8(S.ESME_RINVSRCTON)
+    addr_npi: int = f.u8(S.ESME_RINVSRCNPI)
+    address_range: str = f.cstring(41, S.ESME_RINVSRCADR)
+
+
+@attrs.frozen(kw_only=True)
+class _BindResp(Response):
+    """The body the three bind responses share."""
+
+    system_id: str = f.cstring(16, S.ESME_RINVSYSID)
+    optional_parameters: RawTlvs = f.tlvs()
+
+
 @_register(CommandId.GENERIC_NACK)
 @attrs.frozen(kw_only=True)
 class GenericNack(Response):
@@ -86,59 +107,38 @@ class GenericNack(Response):
 
 @_register(CommandId.BIND_TRANSMITTER_RESP)
 @attrs.frozen(kw_only=True)
-class BindTransmitterResp(Response):
-    system_id: str = f.cstring(16, S.ESME_RINVSYSID)
-    optional_parameters: RawTlvs = f.tlvs()
+class BindTransmitterResp(_BindResp):
+    pass
 
 
 @_register(CommandId.BIND_TRANSMITTER)
 @attrs.frozen(kw_only=True)
-class BindTransmitter(Request):
-    system_id: str = f.cstring(16, S.ESME_RINVSYSID)
-    password: str = f.cstring(9, S.ESME_RINVPASWD)
-    system_type: str = f.cstring(13, S.ESME_RINVSYSTYP)
-    interface_version: int = f.u8(default=0x34)
-    addr_ton: int = f.u8(S.ESME_RINVSRCTON)
-    addr_npi: int = f.u8(S.ESME_RINVSRCNPI)
-    address_range: str = f.cstring(41, S.ESME_RINVSRCADR)
+class BindTransmitter(_Bind):
+    """Bind to send messages only."""
 
 
 @_register(CommandId.BIND_RECEIVER_RESP)
 @attrs.frozen(kw_only=True)
-class BindReceiverResp(Response):
-    system_id: str = f.cstring(16, S.ESME_RINVSYSID)
-    optional_parameters: RawTlvs = f.tlvs()
+class BindReceiverResp(_BindResp):
+    pass
 
 
 @_register(CommandId.BIND_RECEIVER)
 @attrs.frozen(kw_only=True)
-class BindReceiver(Request):
-    system_id: str = f.cstring(16, S.ESME_RINVSYSID)
-    password: str = f.cstring(9, S.ESME_RINVPASWD)
-    system_type: str = f.cstring(13, S.ESME_RINVSYSTYP)
-    interface_version: int = f.u8(default=0x34)
-    addr_ton: int = f.u8(S.ESME_RINVSRCTON)
-    addr_npi: int = f.u8(S.ESME_RINVSRCNPI)
-    address_range: str = f.cstring(41, S.ESME_RINVSRCADR)
+class BindReceiver(_Bind):
+    """Bind to receive messages (and receipts) only."""
 
 
 @_register(CommandId.BIND_TRANSCEIVER_RESP)
 @attrs.frozen(kw_only=True)
-class BindTransceiverResp(Response):
-    system_id: str = f.cstring(16, S.ESME_RINVSYSID)
-    optional_parameters: RawTlvs = f.tlvs()
+class BindTransceiverResp(_BindResp):
+    pass
 
 
 @_register(CommandId.BIND_TRANSCEIVER)
 @attrs.frozen(kw_only=True)
-class BindTransceiver(Request):
-    system_id: str = f.cstring(16, S.ESME_RINVSYSID)
-    password: str = f.cstring(9, S.ESME_RINVPASWD)
-    system_type: str = f.cstring(13, S.ESME_RINVSYSTYP)
-    interface_version: int = f.u8(default=0x34)
-    addr_ton: int = f.u8(S.ESME_RINVSRCTON)
-    addr_npi: int = f.u8(S.ESME_RINVSRCNPI)
-    address_range: str = f.cstring(41, S.ESME_RINVSRCADR)
+class BindTransceiver(_Bind):
+    """Bind to send and receive on one connection."""
 
 
 @_register(CommandId.OUTBIND)
@@ -178,16 +178,10 @@ class EnquireLink(Request):
 # --- Message submission ---------------------------------------------------------------------
 
 
-@_register(CommandId.SUBMIT_SM_RESP)
 @attrs.frozen(kw_only=True)
-class SubmitSmResp(Response):
-    message_id: str = f.cstring(65, S.ESME_RINVMSGID)
-    optional_parameters: RawTlvs = f.tlvs()
+class _ShortMessageBody(Request):
+    """The body submit_sm and deliver_sm share (field for field, SMPP 3.4 4.4.1 and 4.6.1)."""
 
-
-@_register(CommandId.SUBMIT_SM)
-@attrs.frozen(kw_only=True)
-class SubmitSm(Request):
     service_type: str = f.cstring(6, S.ESME_RINVSERTYP)
     source_addr_ton: int = f.u8(S.ESME_RINVSRCTON)
     source_addr_npi: int = f.u8(S.ESME_RINVSRCNPI)
@@ -206,6 +200,19 @@ class SubmitSm(Request):
     sm_default_msg_id: int = f.u8(S.ESME_RINVDFTMSGID)
     short_message: bytes = f.short_message()
     optional_parameters: RawTlvs = f.tlvs()
+
+
+@_register(CommandId.SUBMIT_SM_RESP)
+@attrs.frozen(kw_only=True)
+class SubmitSmResp(Response):
+    message_id: str = f.cstring(65, S.ESME_RINVMSGID)
+    optional_parameters: RawTlvs = f.tlvs()
+
+
+@_register(CommandId.SUBMIT_SM)
+@attrs.frozen(kw_only=True)
+class SubmitSm(_ShortMessageBody):
+    """A message from an ESME to the SMSC for one destination."""
 
 
 @attrs.frozen
@@ -272,27 +279,8 @@ class DeliverSmResp(Response):
 
 @_register(CommandId.DELIVER_SM)
 @attrs.frozen(kw_only=True)
-class DeliverSm(Request):
+class DeliverSm(_ShortMessageBody):
     """A mobile-originated message or a delivery receipt (``esm_class`` tells which)."""
-
-    service_type: str = f.cstring(6, S.ESME_RINVSERTYP)
-    source_addr_ton: int = f.u8(S.ESME_RINVSRCTON)
-    source_addr_npi: int = f.u8(S.ESME_RINVSRCNPI)
-    source_addr: str = f.cstring(21, S.ESME_RINVSRCADR)
-    dest_addr_ton: int = f.u8(S.ESME_RINVDSTTON)
-    dest_addr_npi: int = f.u8(S.ESME_RINVDSTNPI)
-    destination_addr: str = f.cstring(21, S.ESME_RINVDSTADR)
-    esm_class: int = f.u8(S.ESME_RINVESMCLASS)
-    protocol_id: int = f.u8()
-    priority_flag: int = f.u8(S.ESME_RINVPRTFLG)
-    schedule_delivery_time: str = f.time(S.ESME_RINVSCHED)
-    validity_period: str = f.time(S.ESME_RINVEXPIRY)
-    registered_delivery: int = f.u8(S.ESME_RINVREGDLVFLG)
-    replace_if_present_flag: int = f.u8(S.ESME_RINVREPFLAG)
-    data_coding: int = f.u8()
-    sm_default_msg_id: int = f.u8(S.ESME_RINVDFTMSGID)
-    short_message: bytes = f.short_message()
-    optional_parameters: RawTlvs = f.tlvs()
 
 
 @_register(CommandId.DATA_SM_RESP)

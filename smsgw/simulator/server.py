@@ -1,0 +1,225 @@
+"""The simulator: a Trio SMPP 3.4 server (:class:`Simulator`) and its Python control surface.
+
+::
+
+    sim = Simulator(SimulatorConfig(seed=1))
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(sim.serve)
+        ...                                   # point an ESME at 127.0.0.1:port
+        sim.set_faults(Faults(throttle_fraction=0.1))
+        result = await sim.send_mo(source_addr="4912345", destination_addr="1234", text="hi")
+        print(sim.stats)
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import trio
+
+from smpp_codec.segment import SplitMode
+from smpp_codec.text import Encoding
+
+from .config import SimulatorConfig
+from .connection import Connection, MoWaiter
+from .faults import Faults
+from .mo import MoResult, encoding_of, mo_pdus, split_mode_of
+from .receipts import ReceiptJob, ReceiptQueues, ReceiptSchedule
+from .smsc import Smsc
+from .stats import Stats
+
+
+class NoReceiverError(LookupError):
+    """No ESME is bound as receiver or transceiver (with the requested system_id)."""
+
+
+class Simulator:
+    """An SMSC simulator; see the module docstring and ``docs/simulator.md``."""
+
+    def __init__(self, config: SimulatorConfig | None = None) -> None:
+        self.config = config if config is not None else SimulatorConfig()
+        self.smsc = Smsc(self.config)
+        self._schedule = ReceiptSchedule()
+        self._queues = ReceiptQueues(self.config.receipts.queue_limit)
+        self._schedule_wake = trio.Event()
+        #: Connections bound as receiver/transceiver, by system_id, in bind order.
+        self._receivers: dict[str, list[Connection]] = {}
+        #: Bound connections, in bind order.
+        self._bound: dict[Connection, None] = {}
+        self._started = False
+        self._references = 0
+        #: The port it listens on, once serving.
+        self.port: int | None = None
+
+    # -- control ------------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> Stats:
+        """A snapshot of the counters (see :class:`Stats`)."""
+        return self.smsc.counters.snapshot(
+            messages_stored=len(self.smsc.store),
+            receipts_scheduled=len(self._schedule),
+            receipts_queued=len(self._queues),
+        )
+
+    @property
+    def faults(self) -> Faults:
+        """The faults in force."""
+        return self.smsc.faults.faults
+
+    def set_faults(self, faults: Faults) -> None:
+        """Replace the faults in force. Counts and durations (``refuse_binds``,
+        ``refuse_binds_for``, TPS buckets) start again from now."""
+        if not isinstance(faults, Faults):
+            raise TypeError(f"set_faults takes a Faults, not {faults!r}")
+        now = trio.current_time() if self._started else 0.0
+        self.smsc.set_faults(faults, now)
+
+    async def send_mo(
+        self,
+        *,
+        source_addr: str,
+        destination_addr: str,
+        text: str | bytes,
+        encoding: Encoding | str | None = None,
+        multipart_mode: SplitMode | str = SplitMode.UDH8,
+        system_id: str | None = None,
+        timeout: float = 10.0,
+        source_addr_ton: int = 1,
+        source_addr_npi: int = 1,
+        dest_addr_ton: int = 0,
+        dest_addr_npi: int = 0,
+    ) -> MoResult:
+        """Send a mobile-originated message to a bound receiver/transceiver: the first one
+        bound, or the first of ``system_id``. Long text is split as ``multipart_mode`` says
+        (UDH 8/16-bit, SAR TLVs, or one message_payload); ``encoding`` None picks GSM 7-bit or
+        UCS-2; ``text`` as bytes is sent as binary data.
+
+        Returns when every part was answered, or after ``timeout`` seconds with None for the
+        parts that were not (those not sent by then never are). Raises
+        :class:`NoReceiverError` when no receiver is bound, and
+        :class:`~smpp_codec.errors.TextError` when the text does not fit the encoding.
+        """
+        connection = self._receiver(system_id)
+        mode = split_mode_of(multipart_mode)
+        pdus = mo_pdus(
+            source_addr=source_addr,
+            destination_addr=destination_addr,
+            content=text,
+            encoding=encoding_of(encoding),
+            mode=mode,
+            reference=self._next_reference(mode),
+            source_addr_ton=source_addr_ton,
+            source_addr_npi=source_addr_npi,
+            dest_addr_ton=dest_addr_ton,
+            dest_addr_npi=dest_addr_npi,
+        )
+        waiter = MoWaiter(len(pdus))
+        connection.queue_mo(pdus, waiter)
+        with trio.move_on_after(timeout):
+            await waiter.done.wait()
+        waiter.abandoned = True
+        return MoResult(connection.system_id or "", tuple(waiter.statuses))
+
+    def _receiver(self, system_id: str | None) -> Connection:
+        for connection in self._bound:  # in bind order
+            if connection.receives and system_id in (None, connection.system_id):
+                return connection
+        wanted = "" if system_id is None else f" with system_id {system_id!r}"
+        raise NoReceiverError(f"no ESME is bound as receiver or transceiver{wanted}")
+
+    def _next_reference(self, mode: SplitMode) -> int:
+        self._references += 1
+        return self._references % (256 if mode is SplitMode.UDH8 else 65536)
+
+    # -- serving ------------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen on ``config.host``:``config.port`` and serve until cancelled; reports the
+        port it listens on through ``task_status.started(port)`` (for ``nursery.start``)."""
+        if self._started:
+            raise RuntimeError("a Simulator serves once; make a new one")
+        self._started = True
+        listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
+        self.smsc.start(trio.current_time(), datetime.now(UTC))  # wall-clock: receipt dates
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._scheduler)
+            await nursery.start(trio.serve_listeners, self._handle, listeners)
+            self.port = listeners[0].socket.getsockname()[1]
+            task_status.started(self.port)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        connection = Connection(self, stream)
+        self.smsc.counters.connections += 1
+        await connection.run()
+
+    # -- called by connections ----------------------------------------------------------------
+
+    def connection_bound(self, connection: Connection) -> None:
+        self._bound[connection] = None
+        self.smsc.counters.sessions += 1
+        if connection.receives and connection.system_id is not None:
+            self._receivers.setdefault(connection.system_id, []).append(connection)
+            connection.wake()  # receipts may be waiting for it
+
+    def connection_unbound(self, connection: Connection) -> None:
+        """The session ended (unbind, or the connection is gone); idempotent."""
+        if connection not in self._bound:
+            return
+        del self._bound[connection]
+        self.smsc.counters.sessions -= 1
+        receivers = self._receivers.get(connection.system_id or "")
+        if receivers and connection in receivers:
+            receivers.remove(connection)
+
+    def connection_ended(self, connection: Connection) -> None:
+        self.connection_unbound(connection)
+
+    def schedule_receipts(self, jobs: list[ReceiptJob], hold: object = None) -> None:
+        """Queue receipts for their due time. With ``hold`` (a callable), the first receipt
+        writes the held answer once it is written itself, or at once when no receiver of its
+        system_id is bound (then it cannot go first)."""
+        if hold is not None and jobs:
+            assert callable(hold)
+            jobs[0].on_written = hold
+        now = trio.current_time()
+        wake = False
+        for job in jobs:
+            if job.due <= now:
+                self._make_ready(job)
+            else:
+                next_due = self._schedule.next_due()
+                self._schedule.push(job)
+                wake = wake or next_due is None or job.due < next_due
+        if wake:
+            self._schedule_wake.set()
+        if hold is not None and jobs and not self._has_receiver(jobs[0].system_id):
+            jobs[0].release()
+
+    def take_receipt(self, system_id: str) -> ReceiptJob | None:
+        return self._queues.pop(system_id)
+
+    def _has_receiver(self, system_id: str) -> bool:
+        return any(c.receives for c in self._receivers.get(system_id, ()))
+
+    def _make_ready(self, job: ReceiptJob) -> None:
+        if not job.wanted():
+            job.release()
+            return
+        dropped = self._queues.push(job)
+        if dropped is not None:
+            self.smsc.counters.receipts_dropped += 1
+            dropped.release()
+        for connection in self._receivers.get(job.system_id, ()):
+            connection.wake()
+
+    async def _scheduler(self) -> None:
+        schedule = self._schedule
+        while True:
+            self._schedule_wake = trio.Event()
+            for job in schedule.pop_due(trio.current_time()):
+                self._make_ready(job)
+            next_due = schedule.next_due()
+            with trio.move_on_at(math.inf if next_due is None else next_due):
+                await self._schedule_wake.wait()

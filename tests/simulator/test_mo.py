@@ -1,0 +1,193 @@
+"""Mobile-originated messages on demand: single, multipart (UDH 8/16, SAR, payload), UCS-2."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import trio
+
+from smpp_codec import BindReceiver, BindTransmitter, CommandStatus, DeliverSm, GenericNack
+from smpp_codec.constants import DataCoding, EsmClass, Tag
+from smpp_codec.segment import Reassembler, SplitMode, concat_info
+from smpp_codec.text import decode as decode_text
+from smsgw.simulator import NoReceiverError, SimulatorConfig
+
+from .esme import RawEsme, serve
+
+S = CommandStatus
+
+
+async def collect(esme: RawEsme, count: int, status: int = 0) -> list[DeliverSm]:
+    pdus = []
+    for _ in range(count):
+        pdu = await esme.deliver()
+        await esme.ack(pdu, status)
+        pdus.append(pdu)
+    return pdus
+
+
+def reassemble(pdus: list[DeliverSm]) -> str:
+    joiner = Reassembler()
+    joined = None
+    for pdu in pdus:
+        info = concat_info(pdu.short_message, pdu.esm_class, pdu.optional_parameters)
+        assert info is not None
+        joined = joiner.add("k", info, now=0.0)
+    assert joined is not None
+    return decode_text(joined, pdus[0].data_coding)
+
+
+async def test_a_single_gsm7_mo(nursery):
+    run = await serve(nursery)
+    esme = await run.bound()
+    async with trio.open_nursery() as inner:
+        inner.start_soon(collect, esme, 1)
+        result = await run.sim.send_mo(source_addr="4917611111", destination_addr="1234",
+                                       text="Hello {world}")
+    assert result.ok
+    assert result.statuses == (0,)
+    assert result.system_id == "esme"
+    stats = run.sim.stats
+    assert (stats.mos_sent, stats.mos_acked, stats.mos_failed) == (1, 1, 0)
+
+
+async def test_the_mo_pdu_fields(nursery):
+    run = await serve(nursery)
+    esme = await run.bound()
+    async with trio.open_nursery() as inner:
+        inner.start_soon(partial(run.sim.send_mo, source_addr="4917611111", destination_addr="1234",
+                         text="Hello {world}"))
+        (pdu,) = await collect(esme, 1)
+    assert (pdu.source_addr, pdu.destination_addr) == ("4917611111", "1234")
+    assert (pdu.source_addr_ton, pdu.source_addr_npi) == (1, 1)
+    assert pdu.esm_class == 0
+    assert pdu.data_coding == DataCoding.SMSC_DEFAULT
+    assert decode_text(pdu.short_message, pdu.data_coding) == "Hello {world}"
+
+
+@pytest.mark.parametrize(
+    ("mode", "text", "parts", "data_coding"),
+    [
+        (SplitMode.UDH8, "a" * 400, 3, DataCoding.SMSC_DEFAULT),
+        ("udh16", "b" * 200, 2, DataCoding.SMSC_DEFAULT),
+        (SplitMode.SAR, "c" * 161, 2, DataCoding.SMSC_DEFAULT),
+        (SplitMode.UDH8, "Привет, мир! 😀 " * 10, 3, DataCoding.UCS2),
+        ("sar", "ωmega " * 30, 3, DataCoding.UCS2),
+    ],
+)
+async def test_multipart_mo_parts_reassemble_to_the_text(
+    nursery, autojump_clock, mode, text, parts, data_coding
+):
+    run = await serve(nursery)
+    esme = await run.bound()
+    async with trio.open_nursery() as inner:
+        inner.start_soon(partial(run.sim.send_mo, source_addr="1", destination_addr="2", text=text,
+                         multipart_mode=mode))
+        pdus = await collect(esme, parts)
+    await esme.recv_nothing(30)
+    assert {p.data_coding for p in pdus} == {data_coding}
+    udh = SplitMode(mode) in (SplitMode.UDH8, SplitMode.UDH16)
+    assert all(bool(p.esm_class & EsmClass.UDHI) is udh for p in pdus)
+    assert all((p.tlv(Tag.SAR_MSG_REF_NUM) is not None) is (not udh) for p in pdus)
+    assert reassemble(pdus) == text
+    assert run.sim.stats.mos_acked == parts
+
+
+async def test_payload_mode_sends_one_message_payload(nursery):
+    run = await serve(nursery)
+    esme = await run.bound()
+    text = "x" * 500
+    async with trio.open_nursery() as inner:
+        inner.start_soon(partial(run.sim.send_mo, source_addr="1", destination_addr="2", text=text,
+                         multipart_mode="payload"))
+        (pdu,) = await collect(esme, 1)
+    assert pdu.short_message == b""
+    assert decode_text(pdu.tlv("message_payload"), pdu.data_coding) == text
+
+
+async def test_explicit_ucs2_and_binary_content(nursery):
+    run = await serve(nursery)
+    esme = await run.bound()
+    async with trio.open_nursery() as inner:
+        inner.start_soon(partial(run.sim.send_mo, source_addr="1", destination_addr="2",
+                                 text="plain", encoding="UCS2"))
+        (pdu,) = await collect(esme, 1)
+    assert pdu.data_coding == DataCoding.UCS2
+    assert pdu.short_message == "plain".encode("utf-16-be")
+    async with trio.open_nursery() as inner:
+        inner.start_soon(partial(run.sim.send_mo, source_addr="1", destination_addr="2",
+                         text=b"\x00\x01\xff"))
+        (pdu,) = await collect(esme, 1)
+    assert pdu.data_coding == DataCoding.BINARY
+    assert pdu.short_message == b"\x00\x01\xff"
+
+
+async def test_mo_goes_to_the_named_system_id_and_not_to_transmitters(nursery):
+    run = await serve(nursery)
+    await run.bound(BindTransmitter, system_id="tx-only")
+    first = await run.bound(BindReceiver, system_id="first")
+    second = await run.bound(BindReceiver, system_id="second")
+    async with trio.open_nursery() as inner:
+        inner.start_soon(collect, second, 1)
+        result = await run.sim.send_mo(source_addr="1", destination_addr="2", text="x",
+                                       system_id="second")
+    assert result.system_id == "second"
+    async with trio.open_nursery() as inner:
+        inner.start_soon(collect, first, 1)
+        result = await run.sim.send_mo(source_addr="1", destination_addr="2", text="y")
+    assert result.system_id == "first"  # the first bound receiver
+    with pytest.raises(NoReceiverError):
+        await run.sim.send_mo(source_addr="1", destination_addr="2", text="z",
+                              system_id="tx-only")
+
+
+async def test_mo_without_any_receiver_raises(nursery):
+    run = await serve(nursery)
+    await run.bound(BindTransmitter)
+    with pytest.raises(NoReceiverError):
+        await run.sim.send_mo(source_addr="1", destination_addr="2", text="z")
+
+
+async def test_mo_statuses_report_refusals_nacks_and_silence(nursery, autojump_clock):
+    run = await serve(nursery, SimulatorConfig(response_timeout=5))
+    esme = await run.bound()
+
+    async def answer_badly() -> None:
+        first = await esme.deliver()
+        await esme.ack(first, S.ESME_RX_T_APPN)
+        second = await esme.deliver()
+        await esme.send(GenericNack(sequence_number=second.sequence_number,
+                                    command_status=S.ESME_RINVCMDID))
+        await esme.deliver()  # never answered
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(answer_badly)
+        result = await run.sim.send_mo(source_addr="1", destination_addr="2", text="q" * 400,
+                                       timeout=60)
+    assert result.statuses == (S.ESME_RX_T_APPN, S.ESME_RINVCMDID, None)
+    assert not result.ok
+    stats = run.sim.stats
+    assert (stats.mos_sent, stats.mos_acked, stats.mos_failed) == (3, 0, 3)
+
+
+async def test_send_mo_gives_up_after_its_timeout(nursery, autojump_clock):
+    run = await serve(nursery, SimulatorConfig(deliver_window=1, response_timeout=100))
+    esme = await run.bound()
+    start = trio.current_time()
+    result = await run.sim.send_mo(source_addr="1", destination_addr="2", text="w" * 400,
+                                   timeout=7)
+    assert trio.current_time() - start == pytest.approx(7)
+    assert result.statuses == (None, None, None)
+    await esme.deliver()  # the first part went out; the window (1) held the others back
+    await esme.recv_nothing(200)  # and after the timeout they are never sent
+    assert run.sim.stats.mos_sent == 1
+
+
+async def test_a_text_that_does_not_fit_its_encoding_is_refused(nursery):
+    from smpp_codec.errors import TextError
+
+    run = await serve(nursery)
+    await run.bound()
+    with pytest.raises(TextError):
+        await run.sim.send_mo(source_addr="1", destination_addr="2", text="ω", encoding="gsm7")

@@ -1,0 +1,658 @@
+"""The provider manager: per provider a pool of SMPP connections, kept bound, shared by the
+submits, merged for inbound traffic, reconfigured live.
+
+::
+
+    manager = ProviderManager(config.providers)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(manager.run)              # pools start binding in the background
+        response = await manager.submit("acme", pdu, timeout=10)
+        ...
+        await manager.aclose(grace=10)
+
+The nursery tree (the manager owns it)::
+
+    ProviderManager.run
+    └── per provider, per connection slot: a slot task
+        ├── SmppClient.run     connect, bind, serve, reconnect with backoff (its own loop)
+        └── forwarder          client.inbound -> manager.inbound (one merged, bounded channel)
+
+A slot task restarts its client (with backoff) if the client itself ever fails, so a bug in
+one connection never takes the manager down. The pure decisions (which connection takes a
+submit, the sliding error window, the health rule) live in :mod:`smsgw.pool`.
+See ``docs/providers.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+
+import attrs
+import trio
+
+from smpp_codec import DataSm, Response, SubmitSm
+
+from .config import ProviderConfig
+from .pool import (
+    HealthPolicy,
+    RecentCounts,
+    Sample,
+    SlidingCounter,
+    is_healthy,
+    pick_connection,
+    sample_for,
+)
+from .smpp import ClientConfig, ClientState, ClientStats, Inbound, SmppClient
+from .smpp.backoff import Backoff
+from .smpp.client import Connector, open_stream
+from .smpp.errors import RequestTimeout, SessionClosed, SmppClientError
+from .smpp.stats import Counters
+
+__all__ = [
+    "ConnectionHealth",
+    "HealthPolicy",
+    "ProviderHealth",
+    "ProviderManager",
+    "ProviderUnavailable",
+    "RecentCounts",
+    "ReloadResult",
+]
+
+log = logging.getLogger("smsgw.providers")
+
+
+class ProviderUnavailable(SessionClosed):
+    """No connection of the provider can take the request: the provider is unknown, removed by
+    a reload, or shutting down, or none of its connections was bound within the caller's
+    timeout. Nothing was sent.
+
+    A :class:`~smsgw.smpp.errors.SessionClosed` (not sent, retryable), so the retry classifier
+    maps it to ``FAILOVER``: another provider of the route may take the message.
+    """
+
+    def __init__(self, provider: str, reason: str) -> None:
+        self.provider = provider
+        self.reason = reason
+        super().__init__(f"provider {provider!r}: {reason}")
+
+
+@attrs.frozen
+class ConnectionHealth:
+    """One connection (or transmitter/receiver pair) of a pool, as seen right now."""
+
+    index: int
+    state: ClientState
+    #: Submits of ours outstanding on it, and its window.
+    in_flight: int
+    window: int
+    #: Why its last connection attempt or link failed (None: never failed).
+    last_error: str | None
+    #: When it tries again, while in backoff (``trio.current_time()`` clock).
+    next_attempt_at: float | None
+    #: Its counters (since its client was created).
+    stats: ClientStats
+    #: Times its client failed outright and was replaced (a bug; logged with the traceback).
+    crashes: int = 0
+
+    @property
+    def bound(self) -> bool:
+        return self.state is ClientState.BOUND
+
+
+@attrs.frozen
+class ProviderHealth:
+    """A provider right now: what routing, metrics and the API read (see ``docs/providers.md``).
+
+    Times are ``trio.current_time()`` values.
+    """
+
+    name: str
+    #: Connections configured, and those bound now.
+    configured: int
+    bound: int
+    connections: tuple[ConnectionHealth, ...]
+    #: Window occupancy: submits outstanding over all connections, and the window of the bound.
+    in_flight: int
+    capacity: int
+    #: Submits waiting for a bound connection or a free window.
+    waiting: int
+    #: Outcomes of the last ``recent_seconds`` seconds (the health policy's window).
+    recent: RecentCounts
+    recent_seconds: float
+    #: The latest provider-side error (a failed submit, a failed connection) and when.
+    last_error: str | None
+    last_error_at: float | None
+    #: Throttle signals: the latest ESME_RTHROTTLED / ESME_RMSGQFUL and when (the count of
+    #: recent ones is ``recent.throttled``).
+    last_throttle_at: float | None
+    last_throttle_status: int | None
+    #: The routing verdict (:func:`smsgw.pool.is_healthy`).
+    healthy: bool
+
+    @property
+    def error_rate(self) -> float:
+        return self.recent.error_rate
+
+
+@attrs.frozen
+class ReloadResult:
+    """What a :meth:`ProviderManager.reload` did, by provider name."""
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    #: Connection settings changed: the pool was replaced by a new one.
+    restarted: tuple[str, ...] = ()
+    #: Only the number of connections changed: connections added or removed.
+    resized: tuple[str, ...] = ()
+    #: Other settings changed (rate, status map, ...): taken over without touching connections.
+    updated: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed or self.restarted or self.resized or self.updated)
+
+
+class _Slot:
+    """A place in a pool: the slot task keeps one client running in it."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.client: SmppClient | None = None
+        #: Submits of ours outstanding on this client (our view of its window).
+        self.in_flight = 0
+        #: The client's last state seen through ``on_state`` (to count failures once).
+        self.state = ClientState.STOPPED
+        self.stopping = False
+        self.stop_requested = trio.Event()
+        self.done = trio.Event()
+        self.cancel_scope = trio.CancelScope()
+        #: Times the client itself failed and was replaced (a bug, counted and logged).
+        self.crashes = 0
+
+    @property
+    def bound(self) -> bool:
+        return self.client is not None and self.client.state is ClientState.BOUND
+
+    def stop(self) -> None:
+        """Gracefully: the client stops taking submits, drains its window and unbinds."""
+        self.stopping = True
+        self.stop_requested.set()
+        if self.client is not None:
+            self.client.stop()
+
+
+class _Pool:
+    """The connections of one provider and what the manager knows about them."""
+
+    def __init__(self, config: ProviderConfig, policy: HealthPolicy) -> None:
+        self.config = config
+        self.client_config: ClientConfig = config.client_config()
+        self.slots: list[_Slot] = []
+        self.retired = False
+        #: Submits waiting for a bound connection or a window slot park here.
+        self.lot = trio.lowlevel.ParkingLot()
+        self.cursor = 0
+        self.recent = SlidingCounter(policy.window, policy.buckets)
+        self.last_error: tuple[float, str] | None = None
+        self.last_link_error: tuple[float, _Slot] | None = None
+        self.last_throttle: tuple[float, int] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def bound(self) -> int:
+        return sum(1 for slot in self.slots if slot.bound)
+
+    def pick(self) -> _Slot | None:
+        window = self.client_config.window
+        free = [window - slot.in_flight if slot.bound else 0 for slot in self.slots]
+        i = pick_connection(free, self.cursor)
+        if i is None:
+            return None
+        self.cursor = i + 1
+        return self.slots[i]
+
+    def free_index(self) -> int:
+        taken = {slot.index for slot in self.slots}
+        return next(i for i in range(len(taken) + 1) if i not in taken)
+
+    def record_failure(self, now: float, exc: SmppClientError) -> None:
+        sample = sample_for(exc, provider_overrides=self.config.status_map)
+        self.recent.add(now, sample)
+        if sample is Sample.THROTTLED:
+            self.last_throttle = (now, int(getattr(exc, "command_status", 0)))
+        elif sample is Sample.ERROR:
+            self.last_error = (now, f"{type(exc).__name__}: {exc}")
+
+    def latest_error(self) -> tuple[float, str] | None:
+        found = self.last_error
+        if self.last_link_error is not None:
+            at, slot = self.last_link_error
+            if found is None or at >= found[0]:
+                why = slot.client.last_error if slot.client is not None else None
+                found = (at, f"connection {slot.index}: {why}")
+        return found
+
+    def retire(self) -> None:
+        """No new submits; waiters look the provider up again (a new pool, or none)."""
+        self.retired = True
+        self.lot.unpark_all()
+
+
+def _by_name(providers: Sequence[ProviderConfig]) -> dict[str, ProviderConfig]:
+    configs: dict[str, ProviderConfig] = {}
+    for provider in providers:
+        if provider.name in configs:
+            raise ValueError(f"provider name {provider.name!r} given twice")
+        configs[provider.name] = provider
+    return configs
+
+
+def _retire_bound(config: ClientConfig) -> float:
+    """How long a graceful stop of one client may take: a connection attempt under way, the
+    window draining, the unbind answered (then it is cancelled)."""
+    return config.connect_timeout + config.drain_timeout + 3 * config.response_timeout
+
+
+class ProviderManager:
+    """The connection pools of every provider; see the module docstring.
+
+    ``rand`` (floats in [0, 1)) draws the reconnect jitter and ``connector`` opens the streams
+    (both for tests, passed to every :class:`SmppClient`); ``health`` is the routing rule;
+    ``inbound_buffer`` bounds :attr:`inbound`.
+    """
+
+    def __init__(
+        self,
+        providers: Sequence[ProviderConfig],
+        *,
+        rand: Callable[[], float] = random.random,
+        connector: Connector = open_stream,
+        health: HealthPolicy | None = None,
+        inbound_buffer: int = 64,
+    ) -> None:
+        self._configs = _by_name(providers)
+        self._rand = rand
+        self._connector = connector
+        self._policy = health if health is not None else HealthPolicy()
+        self._pools: dict[str, _Pool] = {}
+        #: Every slot whose task runs, in a pool or being retired.
+        self._slots: set[_Slot] = set()
+        self._inbound_send, self.inbound = trio.open_memory_channel[tuple[str, Inbound]](
+            inbound_buffer
+        )
+        """``(provider name, Inbound)`` from every connection of every provider. Bounded: a
+        slow consumer stops the forwarders, then the clients' readers, then TCP pushes back on
+        the SMSCs. Closed when :meth:`run` returns."""
+        self._nursery: trio.Nursery | None = None
+        self._running = False
+        self._closing = False
+        self._stop_run = trio.Event()
+        self._finished = trio.Event()
+        self._reload_lock = trio.Lock()
+
+    # -- running ---------------------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[ProviderManager] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Start every pool and serve until :meth:`aclose`. Reports started at once: the
+        connections bind in the background (:meth:`submit` waits for them)."""
+        if self._nursery is not None or self._closing:
+            raise RuntimeError("a ProviderManager runs once")
+        self._running = True
+        try:
+            async with self._inbound_send, trio.open_nursery() as nursery:
+                self._nursery = nursery
+                for config in self._configs.values():
+                    self._pools[config.name] = self._start_pool(config)
+                task_status.started(self)
+                await self._stop_run.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self._running = False
+            self._closing = True
+            for pool in self._pools.values():
+                pool.retire()
+            self._pools.clear()
+            self._finished.set()
+
+    async def aclose(self, *, grace: float) -> None:
+        """Stop everything gracefully: no new submits (:class:`ProviderUnavailable`), the
+        windows drain and every connection unbinds, within ``grace`` seconds; what is left
+        then is cancelled (its outstanding submits fail with ``ConnectionLost``). Returns once
+        :meth:`run` has returned."""
+        if self._closing:
+            if self._running:
+                await self._finished.wait()
+            return
+        self._closing = True
+        for pool in self._pools.values():
+            pool.retire()
+        self._pools.clear()
+        slots = list(self._slots)
+        with trio.move_on_after(grace):
+            await self._stop_slots(slots)
+        for slot in slots:
+            slot.cancel_scope.cancel()
+        self._stop_run.set()
+        if self._running:
+            await self._finished.wait()
+        else:
+            self._inbound_send.close()
+
+    async def _stop_slots(self, slots: Sequence[_Slot]) -> None:
+        for slot in slots:
+            slot.stop()
+        for slot in slots:
+            await slot.done.wait()
+
+    async def _retire_slots(self, slots: Sequence[_Slot], bound: float) -> None:
+        """Stop ``slots`` gracefully within ``bound`` seconds, then cancel what is left."""
+        with trio.move_on_after(bound):
+            await self._stop_slots(slots)
+        for slot in slots:
+            slot.cancel_scope.cancel()
+        for slot in slots:
+            await slot.done.wait()
+
+    # -- submitting ------------------------------------------------------------------------------
+
+    async def submit(self, provider: str, pdu: SubmitSm | DataSm, *, timeout: float) -> Response:
+        """Send ``pdu`` on a connection of ``provider`` and return its ESME_ROK response.
+
+        The bound connection with the most free window takes it (ties rotate). When none is
+        bound, or every window is full, the call waits, within ``timeout`` (which also bounds
+        the answer). Raises the client's errors unchanged (:mod:`smsgw.smpp.errors`), and
+        :class:`ProviderUnavailable` for an unknown or removed provider or when no connection
+        was bound in time; ``RequestTimeout(sent=False)`` when connections were bound but no
+        window came free in time.
+        """
+        deadline = trio.current_time() + timeout
+        while True:
+            pool = self._pools.get(provider)
+            if pool is None:
+                raise ProviderUnavailable(provider, self._why_missing())
+            slot = pool.pick()
+            if slot is not None:
+                return await self._submit_on(pool, slot, pdu, deadline)
+            with trio.move_on_at(deadline):
+                await pool.lot.park()
+                continue
+            if pool.bound:
+                raise RequestTimeout(
+                    f"provider {provider!r}: no free window in {timeout:g}s", sent=False
+                )
+            latest = pool.latest_error()
+            why = f" (last error: {latest[1]})" if latest is not None else ""
+            raise ProviderUnavailable(provider, f"no connection bound within {timeout:g}s{why}")
+
+    async def _submit_on(
+        self, pool: _Pool, slot: _Slot, pdu: SubmitSm | DataSm, deadline: float
+    ) -> Response:
+        client = slot.client
+        assert client is not None
+        slot.in_flight += 1
+        try:
+            response = await client.submit(pdu, timeout=max(0.0, deadline - trio.current_time()))
+        except SmppClientError as exc:
+            pool.record_failure(trio.current_time(), exc)
+            raise
+        else:
+            pool.recent.add(trio.current_time(), Sample.OK)
+            return response
+        finally:
+            slot.in_flight -= 1
+            # One window slot came free: one waiter can use it (it re-checks; nothing is lost
+            # if it has gone, because a woken task always re-checks before parking again).
+            pool.lot.unpark(count=1)
+
+    def _why_missing(self) -> str:
+        if self._closing:
+            return "the provider manager is shutting down"
+        if not self._running:
+            return "the provider manager is not running"
+        return "no such provider"
+
+    # -- health ----------------------------------------------------------------------------------
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The providers in force."""
+        return tuple(self._pools)
+
+    def health(self, name: str) -> ProviderHealth:
+        """The provider ``name`` right now (``KeyError`` for an unknown name)."""
+        pool = self._pools.get(name)
+        if pool is None:
+            raise KeyError(f"no provider named {name!r}")
+        now = trio.current_time()
+        window = pool.client_config.window
+        connections = tuple(self._connection_health(slot, window) for slot in pool.slots)
+        bound = sum(1 for c in connections if c.bound)
+        recent = pool.recent.counts(now)
+        latest = pool.latest_error()
+        throttle = pool.last_throttle
+        return ProviderHealth(
+            name=name,
+            configured=pool.config.connections,
+            bound=bound,
+            connections=connections,
+            in_flight=sum(c.in_flight for c in connections),
+            capacity=window * bound,
+            waiting=pool.lot.statistics().tasks_waiting,
+            recent=recent,
+            recent_seconds=self._policy.window,
+            last_error=latest[1] if latest is not None else None,
+            last_error_at=latest[0] if latest is not None else None,
+            last_throttle_at=throttle[0] if throttle is not None else None,
+            last_throttle_status=throttle[1] if throttle is not None else None,
+            healthy=is_healthy(bound, recent, self._policy),
+        )
+
+    @staticmethod
+    def _connection_health(slot: _Slot, window: int) -> ConnectionHealth:
+        client = slot.client
+        if client is None:
+            return ConnectionHealth(
+                index=slot.index,
+                state=ClientState.STOPPED,
+                in_flight=slot.in_flight,
+                window=window,
+                last_error=None,
+                next_attempt_at=None,
+                stats=Counters().snapshot(),
+                crashes=slot.crashes,
+            )
+        return ConnectionHealth(
+            index=slot.index,
+            state=client.state,
+            in_flight=slot.in_flight,
+            window=window,
+            last_error=None if client.last_error is None else str(client.last_error),
+            next_attempt_at=client.next_attempt_at,
+            stats=client.stats,
+            crashes=slot.crashes,
+        )
+
+    def healthy(self, name: str) -> bool:
+        """Whether routing should use ``name`` now (False for an unknown name): at least one
+        bound connection and a recent error rate below the policy's threshold."""
+        pool = self._pools.get(name)
+        if pool is None:
+            return False
+        return is_healthy(pool.bound, pool.recent.counts(trio.current_time()), self._policy)
+
+    def snapshot(self) -> Mapping[str, ProviderHealth]:
+        """Every provider's :meth:`health`, for metrics and the API."""
+        return MappingProxyType({name: self.health(name) for name in self._pools})
+
+    # -- reload ----------------------------------------------------------------------------------
+
+    async def reload(self, providers: Sequence[ProviderConfig]) -> ReloadResult:
+        """Take a new provider list, diffed by name, without interrupting unchanged providers:
+
+        - new names get a pool (binding in the background);
+        - removed names stop taking submits at once (:class:`ProviderUnavailable`); their
+          in-flight submits complete, then they unbind;
+        - a provider whose connection settings changed (everything that goes into its
+          :class:`ClientConfig`: host, credentials, window, timers, TLS, ...) gets a new pool at
+          once, and the old one drains and unbinds as for a removal;
+        - only ``connections`` changed: connections are added, or removed (unbound ones first,
+          then the least busy) and drained;
+        - any other change (rate, status map, ...) is taken over as is.
+
+        Returns once the retired connections have closed (each within its drain and unbind
+        timeouts). Reloads run one at a time. ``ValueError`` for a duplicated name (nothing
+        changes then).
+        """
+        configs = _by_name(providers)
+        async with self._reload_lock:
+            if self._closing or self._nursery is None:
+                raise RuntimeError("the provider manager is not running")
+            added: list[str] = []
+            removed: list[str] = []
+            restarted: list[str] = []
+            resized: list[str] = []
+            updated: list[str] = []
+            retiring: list[tuple[list[_Slot], float]] = []
+            for name in list(self._pools):
+                if name not in configs:
+                    gone = self._pools.pop(name)
+                    gone.retire()
+                    retiring.append((list(gone.slots), _retire_bound(gone.client_config)))
+                    removed.append(name)
+            for name, config in configs.items():
+                pool = self._pools.get(name)
+                if pool is None:
+                    self._pools[name] = self._start_pool(config)
+                    added.append(name)
+                elif pool.client_config != config.client_config():
+                    pool.retire()
+                    retiring.append((list(pool.slots), _retire_bound(pool.client_config)))
+                    self._pools[name] = self._start_pool(config)
+                    restarted.append(name)
+                elif pool.config != config:
+                    if config.connections != pool.config.connections:
+                        dropped = self._resize(pool, config.connections)
+                        if dropped:
+                            retiring.append((dropped, _retire_bound(pool.client_config)))
+                        resized.append(name)
+                    else:
+                        updated.append(name)
+                    pool.config = config
+            result = ReloadResult(
+                added=tuple(added),
+                removed=tuple(removed),
+                restarted=tuple(restarted),
+                resized=tuple(resized),
+                updated=tuple(updated),
+            )
+            if result.changed:
+                log.info(
+                    "providers reloaded: added %s, removed %s, restarted %s, resized %s, "
+                    "updated %s",
+                    added,
+                    removed,
+                    restarted,
+                    resized,
+                    updated,
+                )
+            if retiring:
+                async with trio.open_nursery() as nursery:
+                    for slots, bound in retiring:
+                        nursery.start_soon(self._retire_slots, slots, bound)
+            return result
+
+    def _resize(self, pool: _Pool, size: int) -> list[_Slot]:
+        """Add slots up to ``size``, or take the surplus out of the pool and return it."""
+        while len(pool.slots) < size:
+            self._add_slot(pool)
+        surplus = len(pool.slots) - size
+        if surplus <= 0:
+            return []
+        # Unbound connections carry nothing; among bound ones the least busy drain first.
+        order = sorted(pool.slots, key=lambda s: (s.bound, s.in_flight, -s.index))
+        dropped = order[:surplus]
+        pool.slots = [s for s in pool.slots if s not in dropped]
+        pool.lot.unpark_all()
+        return dropped
+
+    # -- the slot tasks --------------------------------------------------------------------------
+
+    def _start_pool(self, config: ProviderConfig) -> _Pool:
+        pool = _Pool(config, self._policy)
+        for _ in range(config.connections):
+            self._add_slot(pool)
+        log.info("%s: starting %d connection(s)", config.name, config.connections)
+        return pool
+
+    def _add_slot(self, pool: _Pool) -> None:
+        assert self._nursery is not None
+        slot = _Slot(pool.free_index())
+        pool.slots.append(slot)
+        pool.slots.sort(key=lambda s: s.index)
+        self._slots.add(slot)
+        self._nursery.start_soon(self._run_slot, pool, slot, name=f"{pool.name}#{slot.index}")
+
+    async def _run_slot(self, pool: _Pool, slot: _Slot) -> None:
+        """Keep a client running in ``slot`` until it is stopped. The client reconnects by
+        itself; this loop only replaces a client that failed outright (a bug), with backoff."""
+        name = f"{pool.name}#{slot.index}"
+        backoff = Backoff(pool.client_config.backoff, self._rand)
+        try:
+            with slot.cancel_scope:
+                while not slot.stopping:
+                    client = SmppClient(
+                        pool.client_config,
+                        rand=self._rand,
+                        connector=self._connector,
+                        on_state=functools.partial(self._on_state, pool, slot),
+                        name=name,
+                    )
+                    slot.client = client
+                    try:
+                        async with trio.open_nursery() as nursery:
+                            nursery.start_soon(self._forward, pool.name, client)
+                            await client.run()
+                    except Exception:
+                        slot.crashes += 1
+                        log.exception("%s: connection task failed (crash %d)", name, slot.crashes)
+                    if slot.stopping:
+                        break
+                    delay = backoff.next_delay()
+                    log.warning("%s: restarting the connection in %.2fs", name, delay)
+                    with trio.move_on_after(delay):
+                        await slot.stop_requested.wait()
+        finally:
+            self._slots.discard(slot)
+            slot.done.set()
+            pool.lot.unpark_all()
+
+    def _on_state(self, pool: _Pool, slot: _Slot, state: ClientState) -> None:
+        previous, slot.state = slot.state, state
+        if state is ClientState.BACKOFF and previous is not ClientState.BACKOFF:
+            # A connection attempt, a bind or a bound link failed (counted once per failure:
+            # the client reports BACKOFF twice for a lost link).
+            now = trio.current_time()
+            pool.recent.add(now, Sample.LINK)
+            pool.last_link_error = (now, slot)
+        # Bound (or not any more): waiters re-check.
+        pool.lot.unpark_all()
+
+    async def _forward(self, provider: str, client: SmppClient) -> None:
+        """Hand the client's inbound PDUs on to the merged channel, waiting when it is full
+        (that wait is the backpressure). Ends when the client closes its channel."""
+        async for inbound in client.inbound:
+            try:
+                await self._inbound_send.send((provider, inbound))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                # Nobody consumes any more: answer now with the temporary default so the SMSC
+                # delivers it again later, rather than leaving it to time out.
+                await inbound.reply(client.config.inbound_default_status)

@@ -1,0 +1,167 @@
+"""Live reconfiguration: providers added, removed, restarted and resized while traffic runs on
+another provider, which must see no error at all."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+import trio
+
+from smpp_codec.segment import SplitMode
+from smsgw.config import ProviderRate
+from smsgw.providers import ProviderManager, ProviderUnavailable, ReloadResult
+from smsgw.simulator import Faults, SimulatorConfig
+from smsgw.smpp import ClientState
+
+from .conftest import Setup
+from .harness import Sim, Traffic, message_id, provider, sm, until
+
+
+async def start_two(
+    setup: Setup, *, b_latency: float = 0.0, b_connections: int = 1
+) -> tuple[ProviderManager, Sim, Sim, Traffic]:
+    """Providers a (3 connections, with traffic running) and b, each on its own simulator."""
+    sim_a = await setup.simulator()
+    sim_b = await setup.simulator(SimulatorConfig(seed=2, faults=Faults(latency=b_latency)))
+    manager = await setup.manager(
+        [
+            provider("a", sim_a.port, connections=3),
+            provider("b", sim_b.port, connections=b_connections),
+        ]
+    )
+    await until(
+        lambda: manager.health("a").bound == 3 and manager.health("b").bound == b_connections
+    )
+    traffic = Traffic(manager, "a")
+    setup.nursery.start_soon(traffic.run)
+    await until(lambda: traffic.ok >= 5)
+    return manager, sim_a, sim_b, traffic
+
+
+async def check_traffic(traffic: Traffic, sim_a: Sim) -> None:
+    """Traffic on a went on through the reload, untouched."""
+    before = traffic.ok
+    await until(lambda: traffic.ok >= before + 5)
+    await traffic.stop()
+    assert traffic.errors == []
+    assert sim_a.sim.stats.binds == 3 and sim_a.sim.stats.sessions == 3
+    assert sim_a.sim.stats.submits_accepted == traffic.ok
+
+
+async def test_reload_adds_a_provider(setup: Setup) -> None:
+    with trio.fail_after(30):
+        sim_a = await setup.simulator()
+        sim_c = await setup.simulator()
+        a = provider("a", sim_a.port, connections=3)
+        manager = await setup.manager([a])
+        await until(lambda: manager.health("a").bound == 3)
+        traffic = Traffic(manager, "a")
+        setup.nursery.start_soon(traffic.run)
+        await until(lambda: traffic.ok >= 5)
+
+        result = await manager.reload([a, provider("c", sim_c.port, connections=2)])
+        assert result == ReloadResult(added=("c",))
+        assert manager.names == ("a", "c")
+        response = await manager.submit("c", sm(), timeout=5)  # waits for c's bind
+        assert message_id(response)
+        await until(lambda: sim_c.sim.stats.sessions == 2)
+        await check_traffic(traffic, sim_a)
+
+
+async def test_reload_removes_a_provider_gracefully(setup: Setup) -> None:
+    """b's answers take 0.5 s: a submit in flight when b is removed still gets its answer,
+    then b's connections unbind; new submits to b fail at once."""
+    with trio.fail_after(30):
+        manager, sim_a, sim_b, traffic = await start_two(setup, b_latency=0.5, b_connections=2)
+        results: list[str] = []
+
+        async def in_flight() -> None:
+            results.append(message_id(await manager.submit("b", sm(), timeout=10)))
+
+        setup.nursery.start_soon(in_flight)
+        await until(lambda: manager.health("b").in_flight == 1)
+        result = await manager.reload([provider("a", sim_a.port, connections=3)])
+        assert result == ReloadResult(removed=("b",))
+        assert len(results) == 1 and results[0]
+        assert sim_b.sim.stats.pdus_received["unbind"] == 2
+        assert sim_b.sim.stats.sessions == 0
+        assert manager.names == ("a",)
+        assert not manager.healthy("b")
+        with pytest.raises(ProviderUnavailable, match="no such provider"):
+            await manager.submit("b", sm(), timeout=5)
+        await check_traffic(traffic, sim_a)
+
+
+async def test_reload_restarts_a_provider_whose_connection_settings_changed(
+    setup: Setup,
+) -> None:
+    with trio.fail_after(30):
+        manager, sim_a, sim_b, traffic = await start_two(setup, b_latency=0.3, b_connections=2)
+        results: list[str] = []
+
+        async def in_flight() -> None:
+            results.append(message_id(await manager.submit("b", sm(), timeout=10)))
+
+        setup.nursery.start_soon(in_flight)
+        await until(lambda: manager.health("b").in_flight == 1)
+        changed = provider("b", sim_b.port, connections=2, window=5)
+        result = await manager.reload([provider("a", sim_a.port, connections=3), changed])
+        assert result == ReloadResult(restarted=("b",))
+        assert len(results) == 1  # the old pool's submit completed before it unbound
+        assert sim_b.sim.stats.pdus_received["unbind"] == 2
+        await until(lambda: manager.health("b").bound == 2)
+        assert sim_b.sim.stats.binds == 4 and sim_b.sim.stats.sessions == 2
+        health = manager.health("b")
+        assert [c.window for c in health.connections] == [5, 5]
+        assert all(c.stats.binds == 1 for c in health.connections)  # new clients
+        await manager.submit("b", sm(), timeout=5)
+        await check_traffic(traffic, sim_a)
+
+
+async def test_reload_resizes_a_pool(setup: Setup) -> None:
+    with trio.fail_after(30):
+        manager, sim_a, sim_b, traffic = await start_two(setup)
+        a = provider("a", sim_a.port, connections=3)
+
+        result = await manager.reload([a, provider("b", sim_b.port, connections=3)])
+        assert result == ReloadResult(resized=("b",))
+        await until(lambda: manager.health("b").bound == 3)
+        assert sim_b.sim.stats.sessions == 3 and sim_b.sim.stats.binds == 3
+        assert [c.index for c in manager.health("b").connections] == [0, 1, 2]
+        for _ in range(3):
+            await manager.submit("b", sm(), timeout=5)
+
+        result = await manager.reload([a, provider("b", sim_b.port, connections=1)])
+        assert result == ReloadResult(resized=("b",))
+        health = manager.health("b")
+        assert health.configured == 1 and len(health.connections) == 1
+        assert health.connections[0].state is ClientState.BOUND
+        assert sim_b.sim.stats.sessions == 1
+        assert sim_b.sim.stats.pdus_received["unbind"] == 2
+        assert sim_b.sim.stats.binds == 3  # the one kept was not rebound
+        await manager.submit("b", sm(), timeout=5)
+        await check_traffic(traffic, sim_a)
+
+
+async def test_reload_takes_other_settings_without_touching_connections(setup: Setup) -> None:
+    with trio.fail_after(30):
+        manager, sim_a, sim_b, traffic = await start_two(setup)
+        a = provider("a", sim_a.port, connections=3)
+        b = provider("b", sim_b.port)
+        assert await manager.reload([a, b]) == ReloadResult()
+        changed = attrs.evolve(b, split_mode=SplitMode.SAR, rate=ProviderRate(per_second=5))
+        result = await manager.reload([a, changed])
+        assert result == ReloadResult(updated=("b",))
+        assert sim_b.sim.stats.binds == 1 and sim_b.sim.stats.pdus_received.get("unbind") is None
+        await manager.submit("b", sm(), timeout=5)
+        await check_traffic(traffic, sim_a)
+
+
+async def test_reload_refuses_duplicate_names_and_changes_nothing(setup: Setup) -> None:
+    with trio.fail_after(30):
+        sim = await setup.simulator()
+        a = provider("a", sim.port)
+        manager = await setup.manager([a])
+        with pytest.raises(ValueError, match="given twice"):
+            await manager.reload([a, provider("x", sim.port), provider("x", sim.port)])
+        assert manager.names == ("a",)

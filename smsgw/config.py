@@ -237,7 +237,8 @@ class DatabaseConfig:
     prune_interval: float = duration_field(3600.0, validator=positive_duration())
     #: Writes grouped into one transaction at most (group commit) ...
     batch_size: int = attrs.field(default=500, validator=between(1, 100_000))
-    #: ... and the longest a write waits for its group to be committed.
+    #: ... and the longest the writer keeps gathering one batch (a lone write is committed at
+    #: once; the interval only caps how long a busy batch keeps growing).
     commit_interval: float = duration_field(0.05, validator=positive_duration())
 
 

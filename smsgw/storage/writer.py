@@ -1,0 +1,286 @@
+"""The one writer task: every write of the store, group-committed.
+
+Why. Each statement through aiosqlite costs a round trip to its worker thread (a few hundred
+microseconds here) and each commit an fsync (milliseconds, with ``synchronous=FULL``). A
+transaction per write would cap the gateway at a few hundred writes per second. So every write
+is a request on one bounded channel, and one task turns whatever is waiting into ONE transaction
+in which same-kind writes share their statements (``executemany``): a batch costs a dozen round
+trips and one fsync whether it holds one write or five hundred.
+
+Batching. The writer takes the first request, then everything already waiting, then keeps
+collecting until the batch holds ``max_batch`` requests or the oldest one has waited
+``commit_interval`` seconds (so under load, when requests queued up during the previous commit,
+it does not wait at all; a lone write waits at most ``commit_interval``). ``commit_interval=0``
+commits what is waiting at once.
+
+Durability. A caller's ``await`` returns only after the COMMIT of the transaction that holds its
+write (with ``synchronous=FULL``, durable against power loss; with ``NORMAL``, against a crash
+of the process). A write handed to the writer is committed or failed whether or not its caller
+still waits: cancelling the caller does not withdraw it.
+
+Order. The requests of a batch are all in flight at once, so any order of them is a valid one;
+the writer runs them grouped by kind in a fixed order (creations before events, for example),
+and in arrival order within a kind.
+
+Failures, per request or per batch:
+
+- A request that is wrong in a way the code can tell before writing (an event for an unknown
+  message) fails alone; the kind leaves it out of its statements.
+- If the batch fails because the database is unavailable (locked beyond the busy timeout, disk
+  full, I/O error), every request of the batch fails with :class:`StoreUnavailable`.
+- If it fails in any other way (a constraint, such as a duplicate id, or an error in a kind's
+  code), the transaction is rolled back and the batch run again one request at a time, each in
+  its own SAVEPOINT, in one transaction: a request that fails again fails alone (with the
+  kind's typed error, e.g. :class:`DuplicateId`), the others are committed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import attrs
+import trio
+
+from smsgw.adapters.sqlite import DatabaseError, DatabaseUnavailable, SqliteDatabase, Transaction
+from smsgw.storage.errors import StoreClosed, StoreError, StoreUnavailable
+
+__all__ = ["Failure", "OpKind", "Writer", "WriterStats"]
+
+
+@attrs.frozen
+class Failure:
+    """The outcome of a request that fails alone (returned by an :class:`OpKind`'s ``apply``)."""
+
+    error: Exception
+
+
+@attrs.frozen(eq=False)
+class OpKind:
+    """One kind of write.
+
+    ``apply(tx, payloads)`` runs the payloads of every request of this kind in a batch, in the
+    transaction, and returns one outcome per payload, in order: a result, or a :class:`Failure`
+    for a request it left out (it must have written nothing for it). It may raise: the batch is
+    then run again one request at a time, and ``explain(error, payload)`` turns an error of a
+    lone request into the error its caller sees (by default, the error itself).
+    ``phase`` orders the kinds within a batch.
+    """
+
+    name: str
+    phase: int
+    apply: Callable[[Transaction, Sequence[Any]], Awaitable[Sequence[Any]]]
+    explain: Callable[[Exception, Any], Exception] | None = None
+
+
+@attrs.frozen
+class WriterStats:
+    """Counters since the writer started."""
+
+    transactions: int  # committed
+    batches: int  # collected (a batch retried one by one is still one batch)
+    requests: int  # settled, successfully or not
+    failed_requests: int
+    retried_batches: int  # run again one request at a time
+    largest_batch: int
+
+
+@attrs.define(eq=False)
+class _Request:
+    kind: OpKind
+    payload: Any
+    sent_at: float
+    done: trio.Event = attrs.Factory(trio.Event)
+    result: Any = None
+    error: Exception | None = None
+
+
+def _chained(error: Exception, cause: BaseException) -> Exception:
+    error.__cause__ = cause
+    return error
+
+
+class Writer:
+    """The writer task and the door to it. Run :meth:`run` in a nursery; :meth:`close` ends it
+    once every request sent before is settled."""
+
+    def __init__(
+        self,
+        db: SqliteDatabase,
+        *,
+        commit_interval: float,
+        max_batch: int,
+        queue_size: int | None = None,
+    ) -> None:
+        if not commit_interval >= 0:  # also refuses NaN
+            raise ValueError(f"commit_interval must be >= 0 seconds, got {commit_interval!r}")
+        if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
+            raise ValueError(f"max_batch must be an int >= 1, got {max_batch!r}")
+        self._db = db
+        self.commit_interval = float(commit_interval)
+        self.max_batch = max_batch
+        # Bounded: when the writer falls behind, callers wait to hand their writes over.
+        self._send, self._receive = trio.open_memory_channel[_Request](
+            queue_size if queue_size is not None else 2 * max_batch
+        )
+        self._closed = False
+        self._transactions = 0
+        self._batches = 0
+        self._requests = 0
+        self._failed = 0
+        self._retried = 0
+        self._largest = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def stats(self) -> WriterStats:
+        return WriterStats(
+            transactions=self._transactions,
+            batches=self._batches,
+            requests=self._requests,
+            failed_requests=self._failed,
+            retried_batches=self._retried,
+            largest_batch=self._largest,
+        )
+
+    async def submit(self, kind: OpKind, payload: Any) -> Any:
+        """Hand one write to the writer; return its result once committed, or raise its error."""
+        if self._closed:
+            raise StoreClosed("the store is closed")
+        request = _Request(kind, payload, trio.current_time())
+        try:
+            await self._send.send(request)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise StoreClosed("the store is closed") from None
+        await request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.result
+
+    def close(self) -> None:
+        """Refuse new writes; the writer commits those already sent, then returns."""
+        self._closed = True
+        self._send.close()
+
+    async def run(self) -> None:
+        """The writer task (see the module docstring). Returns after :meth:`close`."""
+        batch: list[_Request] = []
+        try:
+            async with self._receive:
+                while True:
+                    try:
+                        batch = [await self._receive.receive()]
+                    except trio.EndOfChannel:
+                        return
+                    await self._collect(batch)
+                    await self._commit(batch)
+                    batch = []
+        finally:
+            # Cancelled (or a bug): whatever was not settled may not have been committed.
+            for request in itertools.chain(batch, self._drain()):
+                if not request.done.is_set():
+                    self._settle(request, StoreClosed("the store closed before this write ended"))
+
+    def _drain(self) -> list[_Request]:
+        left = []
+        while True:
+            try:
+                left.append(self._receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                return left
+
+    def _take_waiting(self, batch: list[_Request]) -> bool:
+        """Move waiting requests into ``batch`` up to ``max_batch``; False if the channel ended."""
+        while len(batch) < self.max_batch:
+            try:
+                batch.append(self._receive.receive_nowait())
+            except trio.WouldBlock:
+                return True
+            except trio.EndOfChannel:
+                return False
+        return True
+
+    async def _collect(self, batch: list[_Request]) -> None:
+        if not self._take_waiting(batch):
+            return
+        deadline = batch[0].sent_at + self.commit_interval
+        while len(batch) < self.max_batch and trio.current_time() < deadline:
+            # Let the tasks that are ready to run hand their writes over (those woken by the
+            # last commit, typically), then take them; stop as soon as a round brings nothing.
+            before = len(batch)
+            await trio.sleep(0)
+            if not self._take_waiting(batch) or len(batch) == before:
+                return
+
+    async def _commit(self, batch: list[_Request]) -> None:
+        self._batches += 1
+        self._largest = max(self._largest, len(batch))
+        ordered = sorted(batch, key=lambda request: request.kind.phase)  # stable
+        try:
+            outcomes = await self._together(ordered)
+        except DatabaseUnavailable as exc:
+            self._fail_all(ordered, exc)
+            return
+        except Exception:  # noqa: BLE001 -- any other failure: find the request(s) causing it
+            self._retried += 1
+            try:
+                outcomes = await self._one_by_one(ordered)
+            except DatabaseError as exc:
+                self._fail_all(ordered, exc)
+                return
+        for request, outcome in zip(ordered, outcomes, strict=True):
+            self._settle(request, outcome)
+
+    async def _together(self, ordered: list[_Request]) -> list[Any]:
+        outcomes: list[Any] = []
+        async with self._db.transaction() as tx:
+            for kind, group in itertools.groupby(ordered, key=lambda request: request.kind):
+                requests = list(group)
+                results = await kind.apply(tx, [request.payload for request in requests])
+                if len(results) != len(requests):
+                    raise StoreError(f"{kind.name}: {len(results)} outcomes for {len(requests)}")
+                outcomes.extend(results)
+        self._transactions += 1
+        return outcomes
+
+    async def _one_by_one(self, ordered: list[_Request]) -> list[Any]:
+        outcomes: list[Any] = []
+        async with self._db.transaction() as tx:
+            for request in ordered:
+                await tx.execute("SAVEPOINT request")
+                try:
+                    (outcome,) = await request.kind.apply(tx, [request.payload])
+                except DatabaseUnavailable:
+                    raise
+                except Exception as exc:  # noqa: BLE001 -- it fails this request only
+                    explain = request.kind.explain
+                    outcome = Failure(explain(exc, request.payload) if explain else exc)
+                if isinstance(outcome, Failure):
+                    await tx.execute("ROLLBACK TO request")
+                await tx.execute("RELEASE request")
+                outcomes.append(outcome)
+        self._transactions += 1
+        return outcomes
+
+    def _fail_all(self, requests: list[_Request], exc: DatabaseError) -> None:
+        for request in requests:
+            error: Exception
+            if isinstance(exc, DatabaseUnavailable):
+                error = StoreUnavailable(f"write not committed, database unavailable: {exc}")
+            else:
+                error = StoreError(f"write not committed: {exc}")
+            self._settle(request, _chained(error, exc))
+
+    def _settle(self, request: _Request, outcome: Any) -> None:
+        self._requests += 1
+        if isinstance(outcome, Failure):
+            outcome = outcome.error
+        if isinstance(outcome, Exception):
+            self._failed += 1
+            request.error = outcome
+        else:
+            request.result = outcome
+        request.done.set()

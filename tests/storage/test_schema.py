@@ -1,0 +1,162 @@
+"""Schema versioning, a restart keeps everything, and every query is served by an index."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import trio
+
+from smsgw.model import (
+    MessageStatus,
+    NewInbound,
+    NewMessage,
+    NewNotification,
+    NotificationKind,
+    ProviderStatsDelta,
+    SmscIdMapping,
+    StatusEvent,
+)
+from smsgw.storage import MessageFilter, SchemaError, open_store, queries
+from smsgw.storage.retention import _STEPS
+from smsgw.storage.schema import MIGRATIONS, SCHEMA_VERSION
+
+from .helpers import START, FakeClock, read
+
+T = 30
+TABLES = {"messages", "parts", "events", "smsc_ids", "inbound", "notifications", "provider_stats"}
+
+
+def tables(path: Path) -> set[str]:
+    return {row[0] for row in read(path, "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+async def test_schema_is_created_once_and_versioned(db_path: Path, clock: FakeClock) -> None:
+    with trio.fail_after(T):
+        for _ in range(3):
+            async with open_store(db_path, clock=clock):
+                pass
+    assert TABLES | {"schema_version"} <= tables(db_path)
+    assert read(db_path, "SELECT component, version, applied_at FROM schema_version") == [
+        ("storage", SCHEMA_VERSION, START)
+    ]
+    assert [version for version, _, _ in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
+
+
+async def test_two_processes_opening_a_new_file_at_once(db_path: Path, clock: FakeClock) -> None:
+    async def open_one() -> None:
+        async with open_store(db_path, clock=clock) as store:
+            await store.create_messages(
+                [NewMessage(id=f"m{id(store)}", source="a", destination="1")]
+            )
+
+    with trio.fail_after(T):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(open_one)
+            nursery.start_soon(open_one)
+    assert read(db_path, "SELECT count(*) FROM schema_version") == [(1,)]
+    assert read(db_path, "SELECT count(*) FROM messages") == [(2,)]
+
+
+async def test_a_newer_schema_is_refused(db_path: Path, clock: FakeClock) -> None:
+    with trio.fail_after(T):
+        async with open_store(db_path, clock=clock):
+            pass
+        conn = sqlite3.connect(db_path)
+        with conn:
+            conn.execute(
+                "INSERT INTO schema_version VALUES ('storage', ?, 0)", (SCHEMA_VERSION + 1,)
+            )
+        conn.close()
+        with pytest.raises(SchemaError, match="newer smsgw"):
+            async with open_store(db_path, clock=clock):
+                pass
+
+
+async def test_a_restart_keeps_everything(db_path: Path, clock: FakeClock) -> None:
+    async def snapshot() -> object:
+        async with open_store(db_path, clock=clock) as store:
+            return (
+                await store.get_message("m"),
+                await store.list_messages(MessageFilter(client_ref="ref")),
+                await store.find_part_by_smsc_id("p", "77"),
+                await store.list_inbound(),
+                await store.pending_notifications(now=START + 10),
+                await store.provider_stats(),
+                await store.counts(),
+            )
+
+    with trio.fail_after(T):
+        async with open_store(db_path, clock=clock) as store:  # synchronous=FULL, the default
+            await store.create_messages(
+                [NewMessage(id="m", source="a", destination="1", parts=2, client_ref="ref")]
+            )
+            await store.map_smsc_ids([SmscIdMapping("p", "77", "m", 2)])
+            await store.record_events(
+                [StatusEvent("m", MessageStatus.DELIVERED, "DELIVRD", part_number=2)]
+            )
+            await store.store_inbound(
+                [NewInbound(id="i", provider="p", source="a", destination="b", payload=b"\xff")],
+                [NewNotification(NotificationKind.INBOUND, "https://h", "{}", "i")],
+            )
+            await store.record_provider_stats([ProviderStatsDelta("p", receipts=1)])
+        first = await snapshot()
+        second = await snapshot()
+    assert first == second
+    detail = first[0]  # type: ignore[index]
+    assert detail is not None and len(detail.events) == 4
+    assert first[2] is not None  # type: ignore[index]
+
+
+# --- every query is served by an index --------------------------------------------------------
+
+
+def plan(path: Path, sql: str, params: object = ()) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)]  # type: ignore[arg-type]
+    finally:
+        conn.close()
+
+
+def listing_queries() -> list[tuple[str, list[object]]]:
+    cursor = queries.make_cursor("m", START, 5)
+    out = []
+    for status in (None, MessageStatus.FAILED):
+        for client, client_ref in ((None, None), ("acme", None), (None, "ref")):
+            for since, until in ((None, None), (START, START + 60)):
+                for page_cursor in (None, cursor):
+                    out.append(
+                        queries.message_page(
+                            status=status, client=client, client_ref=client_ref, since=since,
+                            until=until, cursor=page_cursor, limit=10,
+                        )
+                    )  # fmt: skip
+    out.append(queries.inbound_page(None, 10))
+    out.append(queries.inbound_page(queries.make_cursor("i", START, 3), 10))
+    out.append(queries.find_parts("p", ["1", "2", "3"]))
+    out.append(queries.pending_notifications(START, 10))
+    out.append(queries.provider_stats("p", START, START + 600))
+    out.append((queries.MESSAGE_BY_ID, ["m"]))
+    out.append((queries.PARTS_OF, ["m"]))
+    out.append((queries.EVENTS_OF, ["m"]))
+    out.extend((sql, []) for sql in queries.count_queries())
+    out.extend((sql, {"cutoff": START, "limit": 10}) for sql in _STEPS.values())  # type: ignore[misc]
+    return out
+
+
+async def test_every_query_uses_an_index(db_path: Path, clock: FakeClock) -> None:
+    """No full table scan, no sort in a temporary b-tree: every query searches an index, or
+    walks one in its ORDER BY order (and stops at LIMIT), or counts over a covering index."""
+    with trio.fail_after(T):
+        async with open_store(db_path, clock=clock):
+            pass
+    for sql, params in listing_queries():
+        steps = plan(db_path, sql, params)
+        for step in steps:
+            assert "TEMP B-TREE" not in step, (sql, steps)
+            if step.startswith("SCAN") and step != "SCAN CONSTANT ROW":
+                assert " USING INDEX " in step or " USING COVERING INDEX " in step, (sql, steps)
+        if sql.startswith("SELECT id, status") and " WHERE " in sql:
+            assert any(step.startswith("SEARCH messages USING INDEX") for step in steps), steps

@@ -201,7 +201,8 @@ class RedisClient:
             with trio.fail_after(self.timeout):
                 async with self._slots:
                     # The coroutine object is only created here; it runs inside asyncio.
-                    return await self._loop.run_aio_coroutine(make())
+                    result: T = await self._loop.run_aio_coroutine(make())
+                    return result
         except trio.TooSlowError:
             raise QueueUnavailable(
                 f"Redis at {self._where} gave no answer to {what} within {self.timeout} s"

@@ -36,7 +36,7 @@ from typing import Any, Literal, TypeVar, get_args
 
 import aiosqlite
 import trio
-import trio_asyncio  # type: ignore[import-untyped]
+import trio_asyncio
 
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 """SQLite's ``PRAGMA synchronous`` levels (docs/queue.md: what each gives up in WAL mode)."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 
 def rate(fn: Callable[[], object], *, count: int, repeats: int = 5) -> float:
@@ -26,7 +26,7 @@ def fmt_rate(value: float) -> str:
     return f"{value:>12,.0f}/s"
 
 
-def print_table(title: str, rows: list[tuple[str, ...]]) -> None:
+def print_table(title: str, rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print(f"\n{title}")
     for n, row in enumerate(rows):

@@ -13,9 +13,11 @@ from . import __version__
 
 #: subcommand -> (module with ``main(argv) -> int``, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("smsgw.daemon", "run the gateway (SIGTERM drains, SIGHUP reloads)"),
+    "demo": ("smsgw.demo", "see it work: two simulators, a few messages and their journeys"),
     "check-config": ("smsgw.check_config", "check a configuration file and report every problem"),
     "simulator": ("smsgw.simulator.cli", "run the SMSC simulator (an SMPP 3.4 server)"),
-    "bench": ("smsgw.bench.cli", "run benchmarks (codec, queue, raw SMPP session)"),
+    "bench": ("smsgw.bench.cli", "run benchmarks (gateway, codec, queue, raw SMPP session)"),
 }
 
 USAGE = """\

@@ -1,6 +1,8 @@
 """``smsgw bench``: run one or more benchmarks and print their figures.
 
-Each benchmark is a module with ``main(argv) -> int``; this only chooses which to run.
+Each benchmark is a module with ``main(argv) -> int``; this only chooses which to run. With no
+flag it runs the gateway end to end; options it does not know are passed on to the chosen
+benchmark (``smsgw bench --gateway --count 5000``).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ import argparse
 import importlib
 
 BENCHES = {
+    "gateway": ("smsgw.bench.gateway", "the whole gateway end to end against the simulator"),
     "codec": ("smsgw.bench.codec", "smpp_codec encode+decode vs python-smpplib"),
     "queue": ("smsgw.bench.queue", "queue backends: enqueue, lease+ack, latency"),
     "raw": ("smsgw.bench.raw", "one SMPP client session blasting the simulator"),
@@ -18,17 +21,18 @@ BENCHES = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="smsgw bench",
-        description="Benchmarks. They print medians of repeated runs; they never fail on speed.",
+        description="Benchmarks. They print medians of repeated runs; they never fail on speed. "
+        "Options not listed here go to the chosen benchmark (see smsgw bench --NAME --help).",
     )
     for name, (_, text) in BENCHES.items():
         parser.add_argument(f"--{name}", action="store_true", help=text)
     parser.add_argument("--all", action="store_true", help="every benchmark above")
-    args = parser.parse_args(argv)
-    chosen = [name for name in BENCHES if args.all or getattr(args, name)]
-    if not chosen:
-        parser.error("choose at least one benchmark (or --all)")
+    args, rest = parser.parse_known_args(argv)
+    chosen = [name for name in BENCHES if args.all or getattr(args, name)] or ["gateway"]
+    if rest and len(chosen) > 1:
+        parser.error(f"options {rest} can only go to one benchmark at a time")
     status = 0
     for name in chosen:
         module = importlib.import_module(BENCHES[name][0])
-        status = module.main([]) or status
+        status = module.main(rest) or status
     return status

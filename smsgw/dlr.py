@@ -1,0 +1,295 @@
+"""The DLR handler: a delivery receipt -> the part it is about -> its status -> a notification.
+
+For each receipt (a ``deliver_sm``/``data_sm`` whose ``esm_class`` says so) from any connection
+of a provider:
+
+1. Read it (:func:`smpp_codec.receipt.receipt_from_pdu`). An unreadable one is answered
+   ESME_ROK (sending it again would not make it readable), counted and logged.
+2. Find the part: the SMSC id, normalised in the provider's ``message_id_format``
+   (:func:`smsgw.correlation.receipt_key`), is looked up in the correlator's memory of recent
+   mappings, else in the database (``Store.find_part``).
+3. Found: record the part's new status (:func:`smsgw.model.status_for_message_state`; the
+   intermediate ENROUTE/ACCEPTED record nothing) with the receipt's ``stat``/``err`` as the
+   reason, and the status webhook in the same transaction; THEN answer the SMSC. If the store
+   fails, the SMSC gets a temporary error (ESME_RX_T_APPN) and delivers the receipt again.
+4. Not found: the receipt probably overtook its ``submit_sm_resp`` (real SMSCs do that). It is
+   *parked* in the provider's :class:`~smsgw.correlation.Correlator` and answered at once: the
+   processor announces every mapping it commits (:meth:`DlrHandler.mapped`), which releases the
+   parked receipts for that id; after the provider's ``early_receipt_park`` time a parked
+   receipt is an orphan (counted, logged). A parked receipt lives in memory only: a crash loses
+   it (answering it only when matched would hold the SMSC's window for up to the park time).
+
+With ``receipts = "final_part"`` only the last part of a message asks for a receipt, so that
+receipt's status is applied to the whole message (every part still pending takes it).
+
+Status webhooks go to the message's ``callback_url``, else its client's default
+(:class:`Notifier`). The database does not keep the ``callback_url``, so the notifier remembers
+it for the messages of the last hours (bounded); a receipt for a message it has forgotten (after
+a restart) notifies the client's default target.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+import attrs
+import trio
+
+from smpp_codec.constants import CommandStatus
+from smpp_codec.errors import MessageIdError, ReceiptError
+from smpp_codec.message_id import MessageIdFormat
+from smpp_codec.receipt import DeliveryReceipt, receipt_from_pdu
+from smsgw.config import ProviderConfig, ReceiptMode
+from smsgw.correlation import Correlator, Match, Orphan, receipt_key, resp_key
+from smsgw.messages import Counters, inbound_notification_body, status_notification_body
+from smsgw.model import (
+    NewInbound,
+    NewNotification,
+    NotificationKind,
+    PartRef,
+    StatusChange,
+    StatusEvent,
+    status_for_message_state,
+)
+from smsgw.smpp.inbound import Inbound
+from smsgw.storage import Store, StoreError, UnknownMessage
+
+__all__ = ["DlrHandler", "Notifier"]
+
+log = logging.getLogger("smsgw.dlr")
+
+#: How a receipt is answered when it could not be recorded: a temporary error, so the SMSC
+#: delivers it again later.
+RETRY_LATER = int(CommandStatus.ESME_RX_T_APPN)
+
+
+class Notifier:
+    """Decides where webhooks go and builds them (the outbox delivers them later).
+
+    ``client_defaults``: each API client's default webhook URL; ``inbound``: where inbound
+    messages are notified (None: nowhere). Both are plain attributes the HTTP API layer sets.
+    A status change is notified to the message's ``callback_url`` if it is known, else to its
+    client's default; with neither, nothing is queued.
+    """
+
+    def __init__(
+        self,
+        *,
+        client_defaults: Mapping[str, str] = MappingProxyType({}),
+        inbound: str | None = None,
+        remember: int = 100_000,
+    ) -> None:
+        self.client_defaults = client_defaults
+        self.inbound_target = inbound
+        self._remember = remember
+        self._callbacks: OrderedDict[str, str] = OrderedDict()
+
+    def remember(self, message_id: str, callback_url: str | None) -> None:
+        """Keep ``callback_url`` for the receipts of ``message_id`` (bounded, oldest forgotten)."""
+        if callback_url is None:
+            return
+        self._callbacks[message_id] = callback_url
+        self._callbacks.move_to_end(message_id)
+        while len(self._callbacks) > self._remember:
+            self._callbacks.popitem(last=False)
+
+    def target(
+        self, message_id: str, client: str | None, callback_url: str | None = None
+    ) -> str | None:
+        if callback_url is not None:
+            return callback_url
+        remembered = self._callbacks.get(message_id)
+        if remembered is not None:
+            return remembered
+        return self.client_defaults.get(client) if client is not None else None
+
+    def status(
+        self, change: StatusChange, callback_url: str | None = None
+    ) -> list[NewNotification]:
+        """The webhooks for one aggregated status change (runs in the store's writer task)."""
+        target = self.target(change.message_id, change.client, callback_url)
+        if target is None:
+            return []
+        return [
+            NewNotification(
+                kind=NotificationKind.STATUS,
+                target=target,
+                body=status_notification_body(change),
+                subject=change.message_id,
+                created_at=change.at,
+            )
+        ]
+
+    def inbound(self, message: NewInbound) -> list[NewNotification]:
+        if self.inbound_target is None:
+            return []
+        return [
+            NewNotification(
+                kind=NotificationKind.INBOUND,
+                target=self.inbound_target,
+                body=inbound_notification_body(message),
+                subject=message.id,
+                created_at=message.received_at,
+            )
+        ]
+
+
+@attrs.frozen
+class _Parked:
+    """What a parked receipt needs to be applied later."""
+
+    provider: str
+    receipt: DeliveryReceipt
+
+
+class DlrHandler:
+    """See the module docstring. ``providers`` looks a provider's settings up by name (None
+    once it is removed); ``count_receipt`` adds to the provider's statistics."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        counters: Counters,
+        notifier: Notifier,
+        providers: Callable[[str], ProviderConfig | None],
+        count_receipt: Callable[[str], None] = lambda _provider: None,
+    ) -> None:
+        self._store = store
+        self._counters = counters
+        self._notifier = notifier
+        self._providers = providers
+        self._count_receipt = count_receipt
+        self._correlators: dict[str, Correlator[_Parked]] = {}
+        self._wake = trio.Event()
+
+    def correlator(self, provider: str) -> Correlator[_Parked]:
+        found = self._correlators.get(provider)
+        if found is None:
+            config = self._providers(provider)
+            park = config.early_receipt_park if config is not None else 30.0
+            found = self._correlators[provider] = Correlator(park_time=park)
+        return found
+
+    def _id_format(self, provider: str) -> MessageIdFormat:
+        config = self._providers(provider)
+        return config.message_id_format if config is not None else MessageIdFormat.AUTO
+
+    def parked(self) -> int:
+        """Receipts parked now, over every provider."""
+        return sum(len(c) for c in self._correlators.values())
+
+    # -- receipts --------------------------------------------------------------------------
+
+    async def handle(self, provider: str, inbound: Inbound) -> None:
+        """Handle one receipt and answer it (module docstring)."""
+        try:
+            receipt = receipt_from_pdu(inbound.pdu)  # type: ignore[arg-type]
+            if receipt is None:
+                raise ReceiptError("not a receipt")
+            key = receipt_key(provider, receipt.message_id, self._id_format(provider))
+        except (ReceiptError, MessageIdError) as exc:
+            self._counters.receipts_invalid += 1
+            log.warning(
+                "unreadable receipt from %s: %s", provider, exc, extra={"provider": provider}
+            )
+            await inbound.reply(0)
+            return
+        self._counters.receipts += 1
+        self._count_receipt(provider)
+        correlator = self.correlator(provider)
+        try:
+            part = correlator.lookup(key, trio.current_time())
+            if part is None:
+                part = await self._store.find_part(key)
+            if part is None:
+                self._counters.receipts_parked += 1
+                parked = correlator.park(key, _Parked(provider, receipt), trio.current_time())
+                self._wake.set()
+                for orphan in parked.evicted:
+                    self._orphan(orphan)
+                if parked.match is not None:
+                    await self._apply(parked.match)
+                await inbound.reply(0)
+                return
+            await self._apply_receipt(provider, receipt, part)
+        except StoreError as exc:
+            log.warning(
+                "receipt from %s not recorded, the SMSC will send it again: %s",
+                provider,
+                exc,
+                extra={"provider": provider},
+            )
+            await inbound.reply(RETRY_LATER)
+            return
+        await inbound.reply(0)
+
+    async def mapped(
+        self, provider: str, smsc_id: str, id_format: MessageIdFormat, part: PartRef
+    ) -> None:
+        """The processor committed ``smsc_id`` -> ``part``: apply the receipts parked for it."""
+        try:
+            key = resp_key(provider, smsc_id, id_format)
+        except MessageIdError:
+            return
+        for match in self.correlator(provider).mapped(key, part, trio.current_time()):
+            try:
+                await self._apply(match)
+            except StoreError as exc:
+                # Answered when parked: this receipt is lost; the message stays "submitted".
+                log.warning("parked receipt for %s not recorded: %s", part.message_id, exc)
+
+    async def _apply(self, match: Match[_Parked]) -> None:
+        await self._apply_receipt(match.receipt.provider, match.receipt.receipt, match.part)
+
+    async def _apply_receipt(self, provider: str, receipt: DeliveryReceipt, part: PartRef) -> None:
+        status = status_for_message_state(receipt.state)
+        if status is None:
+            return  # ENROUTE / ACCEPTED: the SMSC still holds it; nothing changes
+        config = self._providers(provider)
+        whole = config is not None and config.receipts is ReceiptMode.FINAL_PART
+        reason = f"receipt from {provider}: {receipt.stat}"
+        if receipt.err and receipt.err.strip("0"):
+            reason += f" err:{receipt.err}"
+        event = StatusEvent(
+            message_id=part.message_id,
+            status=status,
+            reason=reason,
+            part_number=None if whole else part.part_number,
+            provider=provider,
+        )
+        try:
+            await self._store.record_events([event], notify=self._notifier.status)
+        except UnknownMessage:
+            # The mapping outlived its message (pruned): nothing to update.
+            self._counters.orphaned_receipts += 1
+            log.info("receipt for pruned message %s", part.message_id)
+
+    # -- orphans ---------------------------------------------------------------------------
+
+    def _orphan(self, orphan: Orphan[_Parked]) -> None:
+        self._counters.orphaned_receipts += 1
+        log.info(
+            "orphaned receipt from %s for SMSC id %s (%s): no message matched",
+            orphan.key.provider,
+            orphan.key.smsc_id,
+            orphan.reason.value,
+            extra={"provider": orphan.key.provider},
+        )
+
+    async def run_expiry(self) -> None:
+        """Forever: at each parked receipt's deadline, count it orphaned (a supervised task)."""
+        while True:
+            self._wake = trio.Event()
+            deadlines = [
+                d for c in self._correlators.values() if (d := c.next_deadline()) is not None
+            ]
+            with trio.move_on_at(min(deadlines) if deadlines else float("inf")):
+                await self._wake.wait()
+            now = trio.current_time()
+            for correlator in list(self._correlators.values()):
+                for orphan in correlator.expire(now):
+                    self._orphan(orphan)

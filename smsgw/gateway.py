@@ -1,0 +1,554 @@
+"""The gateway: storage, queue, provider pools, consumers, DLR and MO handlers in one nursery tree.
+
+::
+
+    gateway = Gateway(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(gateway.run)          # storage and queue open: submit() works
+        accepted = await gateway.submit([SubmitRequest(to="+4912345", source="ACME", text="hi")])
+        view = await gateway.message(accepted[0].id)
+        await gateway.drain(grace=10)             # run() returns after this
+
+The tree :meth:`Gateway.run` builds (docs/architecture.md has the whole picture)::
+
+    Gateway.run
+    ├── queue          embedded SQLite | Redis (opened first, closed last)
+    ├── store          SQLite, its group-commit writer task
+    └── services nursery
+        ├── provider manager           pools of SMPP clients (their own tree)
+        ├── inbound dispatcher         manager.inbound -> DLR handler | MO handler  (supervised)
+        ├── receipt expiry             parked receipts -> orphans                   (supervised)
+        ├── MO reassembly expiry       incomplete multipart MOs -> stored           (supervised)
+        ├── provider statistics flush                                               (supervised)
+        ├── retention                  prune old rows                               (supervised)
+        └── workers nursery
+            └── N queue consumers      lease -> route -> limit -> submit -> decide  (supervised)
+
+**Durability at submit.** A message is accepted once it is in the queue (with its whole payload)
+AND has its database row, in that order. A crash between the two leaves a queued message
+without a row; the processor writes the row from the payload at the message's first status
+write. The other order could strand a row whose message never reached the queue, and with
+several instances sharing Redis no instance could tell which rows to re-enqueue.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+
+import trio
+
+from smpp_codec.segment import SplitMode
+from smsgw.config import GatewayConfig, ProviderConfig, QueueBackend
+from smsgw.dlr import DlrHandler, Notifier
+from smsgw.messages import (
+    Accepted,
+    Counters,
+    GatewayStats,
+    MessageView,
+    Prepared,
+    Rejected,
+    SubmitRequest,
+    validate,
+)
+from smsgw.mo import MoHandler
+from smsgw.model import MessageStatus, StatusEvent
+from smsgw.payload import MessagePayload, encode_payload
+from smsgw.processor import Processor, ProviderStatsBuffer, Settings, new_message
+from smsgw.providers import ProviderManager
+from smsgw.queue.base import DeadLetter, Queue, QueueDepth, QueueError
+from smsgw.queue.base import NewMessage as QueueEntry
+from smsgw.queue.sqlite import open_sqlite_queue
+from smsgw.routing import MessageAttrs, NoRoute, Router
+from smsgw.smpp.inbound import Inbound
+from smsgw.storage import DuplicateId, Store, StoreError, UnknownMessage, open_store
+from smsgw.supervise import Supervisor
+
+__all__ = [
+    "Gateway",
+    "GatewayBusy",
+    "GatewayError",
+    "GatewayNotRunning",
+    "GatewayStats",
+    "GatewayUnavailable",
+]
+
+log = logging.getLogger("smsgw.gateway")
+
+#: How often the per-provider statistics are written to the database.
+STATS_INTERVAL = 10.0
+#: How long a queue depth reading is reused by the backpressure check.
+DEPTH_CACHE = 1.0
+#: Inbound PDUs handled at once (receipts and MOs).
+INBOUND_CONCURRENCY = 128
+
+
+class GatewayError(Exception):
+    """Base of the errors :class:`Gateway` raises itself."""
+
+
+class GatewayNotRunning(GatewayError):
+    """The gateway is not running (not started yet, draining, or stopped)."""
+
+
+class GatewayUnavailable(GatewayError):
+    """The queue or the database cannot take the messages now; nothing of the call was
+    accepted. Retrying later may succeed (HTTP 503)."""
+
+
+class GatewayBusy(GatewayUnavailable):
+    """The queue holds ``queue.max_depth`` messages or more: new submissions wait (HTTP 503)."""
+
+
+class Gateway:
+    """See the module docstring. ``clock`` is wall-clock epoch seconds (acceptance times,
+    validity, the database and the embedded queue); ``rand`` draws every jitter (retries,
+    reconnects, restarts). Webhook targets are set on :attr:`notifier`."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        clock: Callable[[], float] = time.time,  # wall-clock
+        rand: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self._clock = clock
+        self._rng = rand if rand is not None else random.Random()
+        self.counters = Counters()
+        self.notifier = Notifier()
+        self.supervisor = Supervisor(rand=self._rng.random, on_failure=self._task_failed)
+        self._settings = Settings.from_config(config)
+        self._count_router = Router(config.routes, config.providers)
+        self._store: Store | None = None
+        self._queue: Queue | None = None
+        self._manager: ProviderManager | None = None
+        self._processor: Processor | None = None
+        self._dlr: DlrHandler | None = None
+        self._mo: MoHandler | None = None
+        self._stats_buffer = ProviderStatsBuffer(clock)
+        self._started = False
+        self._accepting = False
+        self._drain_requested = trio.Event()
+        self._drain_grace = config.gateway.drain_grace
+        self._stopped = trio.Event()
+        self._depth: tuple[float, int] | None = None
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Gateway] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Open storage and queue, start the provider manager, consumers, DLR and MO handlers;
+        ``task_status.started(self)`` once :meth:`submit` works (providers may still be
+        binding). Returns after :meth:`drain` completes."""
+        if self._started:
+            raise RuntimeError("a Gateway runs once; make a new one")
+        self._started = True
+        config = self.config
+        try:
+            for path in (config.queue_path, config.database_path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            async with (
+                self._open_queue(config) as queue,
+                open_store(
+                    config.database_path,
+                    commit_interval=config.database.commit_interval,
+                    max_batch=config.database.batch_size,
+                    clock=self._clock,
+                ) as store,
+            ):
+                await self._serve(config, queue, store, task_status)
+        finally:
+            self._accepting = False
+            self._queue = self._store = self._manager = self._processor = None
+            self._stopped.set()
+
+    @asynccontextmanager
+    async def _open_queue(self, config: GatewayConfig) -> AsyncIterator[Queue]:
+        if config.queue.backend is QueueBackend.REDIS:
+            from smsgw.queue.redis import open_redis_queue
+
+            assert config.queue.redis is not None
+            async with open_redis_queue(
+                config.queue.redis.url, prefix=config.queue.redis.prefix
+            ) as redis_queue:
+                yield redis_queue
+        else:
+            async with open_sqlite_queue(config.queue_path, clock=self._clock) as sqlite_queue:
+                yield sqlite_queue
+
+    async def _serve(
+        self,
+        config: GatewayConfig,
+        queue: Queue,
+        store: Store,
+        task_status: trio.TaskStatus[Gateway],
+    ) -> None:
+        manager = ProviderManager(config.providers, rand=self._rng.random)
+        dlr = DlrHandler(
+            store=store,
+            counters=self.counters,
+            notifier=self.notifier,
+            providers=self._provider,
+            count_receipt=lambda provider: self._stats_buffer.add(provider, receipts=1),
+        )
+        mo = MoHandler(
+            store=store, counters=self.counters, notifier=self.notifier, clock=self._clock
+        )
+        processor = Processor(
+            settings=self._settings,
+            store=store,
+            queue=queue,
+            manager=manager,
+            dlr=dlr,
+            notifier=self.notifier,
+            counters=self.counters,
+            stats=self._stats_buffer,
+            clock=self._clock,
+            rng=self._rng,
+            instance=config.gateway.resolved_instance_id(),
+        )
+        self._queue, self._store, self._manager = queue, store, manager
+        self._dlr, self._mo, self._processor = dlr, mo, processor
+        run = self.supervisor.run
+        async with trio.open_nursery() as services:
+            await services.start(manager.run)
+            services.start_soon(run, "inbound", functools.partial(self._dispatch_inbound, manager))
+            services.start_soon(run, "receipt-expiry", dlr.run_expiry)
+            services.start_soon(run, "mo-expiry", mo.run_expiry)
+            services.start_soon(run, "provider-stats", self._flush_stats_forever)
+            services.start_soon(run, "retention", self._prune_forever)
+            async with trio.open_nursery() as workers:
+                for number in range(config.queue.consumers):
+                    workers.start_soon(
+                        functools.partial(
+                            run,
+                            f"consumer-{number}",
+                            functools.partial(processor.consume, number),
+                            context={"consumer": number},
+                        )
+                    )
+                self._accepting = True
+                log.info(
+                    "gateway running: %d provider(s), %d consumer(s), %s queue",
+                    len(config.providers),
+                    config.queue.consumers,
+                    config.queue.backend.value,
+                )
+                task_status.started(self)
+                await self._drain_requested.wait()
+                self._accepting = False
+                processor.stop()
+                # In-flight messages finish within the grace; then they are cancelled and go
+                # back to the queue (Processor._settle).
+                workers.cancel_scope.deadline = trio.current_time() + self._drain_grace
+            await manager.aclose(grace=max(1.0, self._drain_grace))
+            with trio.move_on_after(5.0, shield=True):
+                with contextlib.suppress(StoreError):
+                    await self._stats_buffer.flush(store)
+            services.cancel_scope.cancel()
+        log.info("gateway stopped: %s", self.counters.snapshot())
+
+    async def drain(self, grace: float) -> None:
+        """Stop leasing, let in-flight messages finish within ``grace`` seconds (then cancel
+        them: they go back to the queue), unbind every connection, flush the database. Returns
+        once :meth:`run` has finished; new submissions are refused from the start."""
+        self._accepting = False
+        self._drain_grace = grace
+        self._drain_requested.set()
+        if self._started:
+            await self._stopped.wait()
+
+    async def reload(self, config: GatewayConfig) -> None:
+        """Take new providers, routes, limits and retry policy live. The queue, database and
+        ``[gateway]`` settings (and the number of consumers) take effect only at the next start.
+        """
+        if self._manager is None or not self._accepting:
+            raise GatewayNotRunning("the gateway is not running")
+        for section in ("queue", "database", "gateway"):
+            if getattr(config, section) != getattr(self.config, section):
+                log.warning("[%s] changed: it takes effect at the next start", section)
+        await self._manager.reload(config.providers)
+        settings = Settings.from_config(config, previous=self._settings)
+        self._settings = settings
+        self._count_router = Router(config.routes, config.providers)
+        if self._processor is not None:
+            self._processor.update(settings)
+        self.config = config
+
+    def stats(self) -> GatewayStats:
+        """A frozen snapshot of the counters."""
+        return self.counters.snapshot()
+
+    @property
+    def store(self) -> Store:
+        """The database, while running (the HTTP API lists inbound messages and the webhook
+        outbox delivers notifications from it)."""
+        if self._store is None:
+            raise GatewayNotRunning("the gateway is not running")
+        return self._store
+
+    @property
+    def providers(self) -> ProviderManager:
+        """The provider manager, while running (health and connection states for the API)."""
+        if self._manager is None:
+            raise GatewayNotRunning("the gateway is not running")
+        return self._manager
+
+    def current_rate(self, provider: str) -> float:
+        """The rate the limiter allows ``provider`` now (AIMD), a metric; ``KeyError`` if there
+        is no such provider."""
+        return self._settings.limiter.current_rate(provider)
+
+    def _task_failed(self, _name: str, _exc: Exception) -> None:
+        self.counters.task_failures += 1
+
+    def _provider(self, name: str) -> ProviderConfig | None:
+        return self._settings.providers.get(name)
+
+    # -- submitting ------------------------------------------------------------------------
+
+    async def submit(self, requests: Sequence[SubmitRequest]) -> list[Accepted | Rejected]:
+        """Validate each request; store the valid ones durably (queue, then database rows)
+        before returning. One answer per request, in order.
+
+        Raises :class:`GatewayNotRunning`, :class:`GatewayBusy` (the queue is full) or
+        :class:`GatewayUnavailable` (queue or database down): then nothing was accepted.
+        """
+        if not self._accepting or self._queue is None or self._store is None:
+            raise GatewayNotRunning("the gateway is not accepting messages")
+        queue, store = self._queue, self._store
+        now = self._clock()
+        settings = self._settings
+        results: list[Accepted | Rejected | None] = [None] * len(requests)
+        prepared: list[tuple[int, Prepared]] = []
+        for index, request in enumerate(requests):
+            if not isinstance(request, SubmitRequest):
+                results[index] = Rejected(index, {"request": f"not a SubmitRequest: {request!r}"})
+                continue
+            checked = validate(
+                request,
+                now=now,
+                providers=tuple(settings.providers),
+                split_mode=self._split_mode(request),
+            )
+            if isinstance(checked, Prepared):
+                prepared.append((index, checked))
+            else:
+                results[index] = Rejected(index, checked)
+        self.counters.rejected += len(requests) - len(prepared)
+        if prepared:
+            await self._check_depth(queue, len(prepared))
+            await self._store_accepted(queue, store, [p for _, p in prepared])
+            for index, message in prepared:
+                results[index] = Accepted(
+                    id=message.id,
+                    status=message.status,
+                    parts=message.parts,
+                    encoding=message.encoding.value,
+                )
+            self.counters.accepted += len(prepared)
+            if self._processor is not None:
+                self._processor.wake()
+        return [r for r in results if r is not None]
+
+    def _split_mode(self, request: SubmitRequest) -> SplitMode:
+        """The split mode of the provider the message will most likely go to first (for the
+        part count given back at acceptance)."""
+        if not isinstance(request.to, str) or not isinstance(request.source, str):
+            return SplitMode.UDH8
+        try:
+            decision = self._count_router.route(
+                MessageAttrs(
+                    destination=request.to,
+                    source=request.source,
+                    tags=request.tags,  # type: ignore[arg-type]  # attrs converts to frozenset
+                    client=request.client_id,
+                    provider=request.provider,
+                )
+            )
+        except TypeError:
+            return SplitMode.UDH8
+        if isinstance(decision, NoRoute):
+            return SplitMode.UDH8
+        provider = self._settings.providers.get(decision.candidates[0])
+        return provider.split_mode if provider is not None else SplitMode.UDH8
+
+    async def _check_depth(self, queue: Queue, adding: int) -> None:
+        now = trio.current_time()
+        if self._depth is None or now - self._depth[0] > DEPTH_CACHE:
+            try:
+                depth = await queue.depth()
+            except QueueError as exc:
+                raise GatewayUnavailable(f"the queue is unavailable: {exc}") from exc
+            self._depth = (now, depth.ready + depth.delayed + depth.leased)
+        limit = self.config.queue.max_depth
+        if self._depth[1] >= limit:
+            raise GatewayBusy(f"the queue holds {self._depth[1]} messages (max_depth {limit})")
+        self._depth = (self._depth[0], self._depth[1] + adding)
+
+    async def _store_accepted(
+        self, queue: Queue, store: Store, messages: Sequence[Prepared]
+    ) -> None:
+        payloads = [_payload(m) for m in messages]
+        try:
+            await queue.enqueue(
+                [
+                    QueueEntry(
+                        id=p.id,
+                        payload=encode_payload(p),
+                        priority=p.priority,
+                        not_before=p.not_before,
+                    )
+                    for p in payloads
+                ]
+            )
+        except QueueError as exc:
+            raise GatewayUnavailable(f"the queue did not take the messages: {exc}") from exc
+        rows = [new_message(p, p.parts) for p in payloads]
+        try:
+            try:
+                await store.create_messages(rows)
+            except DuplicateId:
+                # A consumer leased one already and wrote its row from the payload: write the
+                # others one by one.
+                for row in rows:
+                    with contextlib.suppress(DuplicateId):
+                        await store.create_messages([row])
+        except StoreError as exc:
+            # Not accepted after all: take the messages back out of the queue. If that fails
+            # too, they are sent anyway and get their rows from the processor.
+            with contextlib.suppress(QueueError):
+                await queue.purge([p.id for p in payloads])
+            raise GatewayUnavailable(f"the database did not take the messages: {exc}") from exc
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def message(self, id: str) -> MessageView | None:
+        """The message's status, parts and history, or None if there is no such message."""
+        if self._store is None:
+            raise GatewayNotRunning("the gateway is not running")
+        detail = await self._store.get_message(id)
+        return MessageView.from_detail(detail) if detail is not None else None
+
+    async def dead_letters(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
+        """The dead-letter queue, oldest first: what :meth:`replay_dead_letters` can replay."""
+        if self._queue is None:
+            raise GatewayNotRunning("the gateway is not running")
+        return await self._queue.dead_letters(limit=limit, offset=offset)
+
+    async def queue_depth(self) -> QueueDepth:
+        """How many messages are ready, delayed, leased and dead in the queue (a metric)."""
+        if self._queue is None:
+            raise GatewayNotRunning("the gateway is not running")
+        return await self._queue.depth()
+
+    async def replay_dead_letters(self, ids: Sequence[str]) -> int:
+        """Put dead-lettered messages back in the queue; returns how many moved. Their failed
+        parts go back to ``queued`` (parts delivered meanwhile keep their status and are not
+        sent again)."""
+        if self._queue is None or self._store is None:
+            raise GatewayNotRunning("the gateway is not running")
+        moved = 0
+        for message_id in dict.fromkeys(ids):
+            failed = await self._failed_parts(message_id)
+            # Recorded before the replay: a consumer may lease the message at once.
+            await self._mark(
+                message_id, failed, MessageStatus.QUEUED, "replayed from the dead-letter queue"
+            )
+            if await self._queue.replay([message_id]):
+                moved += 1
+            else:
+                await self._mark(
+                    message_id, failed, MessageStatus.FAILED, "replay: not in the dead-letter queue"
+                )
+        self.counters.replayed += moved
+        if moved and self._processor is not None:
+            self._processor.wake()
+        return moved
+
+    async def _failed_parts(self, message_id: str) -> list[int]:
+        assert self._store is not None
+        detail = await self._store.get_message(message_id)
+        if detail is None:
+            return []
+        return [p.part_number for p in detail.parts if p.status is MessageStatus.FAILED]
+
+    async def _mark(
+        self, message_id: str, parts: Sequence[int], status: MessageStatus, reason: str
+    ) -> None:
+        assert self._store is not None
+        if not parts:
+            return
+        events = [StatusEvent(message_id, status, reason, part_number=n) for n in parts]
+        with contextlib.suppress(UnknownMessage):
+            await self._store.record_events(events, notify=self.notifier.status)
+
+    # -- services --------------------------------------------------------------------------
+
+    async def _dispatch_inbound(self, manager: ProviderManager) -> None:
+        """Hand every inbound PDU to the DLR handler (receipts) or the MO handler, several at
+        once (so the store can group their writes), at most :data:`INBOUND_CONCURRENCY`."""
+        limiter = trio.CapacityLimiter(INBOUND_CONCURRENCY)
+        async with trio.open_nursery() as nursery:
+            async for provider, inbound in manager.inbound:
+                if not inbound.needs_answer:
+                    continue  # alert_notification: nothing to store or answer
+                await limiter.acquire_on_behalf_of(inbound)
+                nursery.start_soon(self._handle_inbound, provider, inbound, limiter)
+
+    async def _handle_inbound(
+        self, provider: str, inbound: Inbound, limiter: trio.CapacityLimiter
+    ) -> None:
+        try:
+            assert self._dlr is not None and self._mo is not None
+            if inbound.is_receipt:
+                await self._dlr.handle(provider, inbound)
+            else:
+                await self._mo.handle(provider, inbound)
+        finally:
+            limiter.release_on_behalf_of(inbound)
+
+    async def _flush_stats_forever(self) -> None:
+        assert self._store is not None
+        while True:
+            await trio.sleep(STATS_INTERVAL)
+            await self._stats_buffer.flush(self._store)
+
+    async def _prune_forever(self) -> None:
+        assert self._store is not None
+        while True:
+            await trio.sleep(self.config.database.prune_interval)
+            cutoff = self._clock() - self.config.database.retention_days * 86400.0
+            report = await self._store.prune(cutoff)
+            log.info("retention: %s", report)
+
+
+def _payload(message: Prepared) -> MessagePayload:
+    request = message.request
+    return MessagePayload(
+        id=message.id,
+        to=request.to,
+        source=request.source,
+        encoding=message.encoding,
+        created_at=message.created_at,
+        text=request.text,
+        binary=request.binary,
+        data_coding=request.data_coding,
+        not_before=message.not_before,
+        expires_at=message.expires_at,
+        client_ref=request.client_ref,
+        tags=tuple(request.tags),
+        provider=request.provider,
+        receipt=request.receipt,
+        client_id=request.client_id,
+        callback_url=request.callback_url,
+        priority=request.priority,
+        parts=message.parts,
+    )

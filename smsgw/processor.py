@@ -1,0 +1,781 @@
+"""The message processor: queue consumers that take each message from lease to a final decision.
+
+One consumer (:meth:`Processor.consume`) loops: lease a batch (highest priority first), work on
+every message of it at once in its own nursery, keep the leases alive meanwhile, ack the batch
+in one call. For one message (:meth:`Processor.process`)::
+
+    decode payload ─ expired? ──────────────────────────────► expired (ack)
+         │
+    came back before? ─ read its parts: skip those already accepted (duplicates avoided)
+         │
+    route ─ no route ───────────────────────────────────────► failed + dead letter
+         │
+    per candidate provider:  split for it (re-split the row if the part count differs)
+         │                   "submitting" per part
+         │                   per part: rate limit ─ submit_sm ─ submit_sm_resp
+         │                       accepted: map SMSC id, "submitted", release parked receipts
+         │                       throttled: AIMD cut, wait the pause, same part again (3 times),
+         │                                  then give the message back without an attempt
+         │                       failover: next candidate (only while no part was accepted)
+         │                       retry: back to the queue after the policy's delay ("queued")
+         │                       fail: unsent parts "failed", dead letter (with its history)
+         └─► every part accepted: ack
+
+Decisions live in the pure modules: :mod:`smsgw.routing` (candidates), :mod:`smsgw.ratelimit`
+(token waits, AIMD), :mod:`smsgw.retry` (classification, delays), :mod:`smsgw.payload` (what the
+queue carries, the retry state). This module is the I/O around them; docs/architecture.md walks
+through it.
+
+Every status change is a store event written with its webhook (``Notifier``) in one transaction.
+A message whose database row is missing (the gateway crashed between queueing it and writing
+its row) gets its row rebuilt from the payload at its first status write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import hashlib
+import logging
+import math
+import random
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+
+import attrs
+import trio
+
+from smpp_codec.errors import MessageIdError, TextError
+from smpp_codec.pdu import SubmitSm
+from smpp_codec.segment import Segment, SplitMode, split
+from smpp_codec.smpptime import format_relative
+from smsgw.config import GatewayConfig, ProviderConfig, RateUnit, ReceiptMode
+from smsgw.dlr import DlrHandler, Notifier
+from smsgw.messages import Counters
+from smsgw.model import (
+    FINAL_STATUSES,
+    MessageStatus,
+    NewMessage,
+    NewNotification,
+    PartRef,
+    ProviderStatsDelta,
+    SmscIdMapping,
+    StatusChange,
+    StatusEvent,
+)
+from smsgw.payload import (
+    MessagePayload,
+    PayloadError,
+    RetryState,
+    decode_payload,
+    reason_with_state,
+    retry_state,
+)
+from smsgw.providers import ProviderManager, ProviderUnavailable
+from smsgw.queue.base import Lease, LeaseLost, Queue, QueueError
+from smsgw.ratelimit import ProviderLimiter, RateLimiter
+from smsgw.retry import Outcome, classify_exception
+from smsgw.routing import MessageAttrs, NoRoute, RouteDecision, Router, next_provider
+from smsgw.storage import DuplicateId, MessageStateError, Store, StoreError, UnknownMessage
+from smsgw.storage.writes import RecordResult
+
+__all__ = ["MAX_INLINE_THROTTLES", "Processor", "ProviderStatsBuffer", "Settings", "reference_for"]
+
+log = logging.getLogger("smsgw.processor")
+
+#: Throttles of one part retried in place (after the AIMD pause) before the message is given
+#: back to the queue.
+MAX_INLINE_THROTTLES = 3
+#: Longest time spent acking and giving back a batch's messages (shielded from cancellation).
+_SETTLE_TIMEOUT = 5.0
+
+
+def reference_for(message_id: str, mode: SplitMode) -> int:
+    """The concatenation reference of a message: derived from its id, so every attempt of the
+    same message (a resend of a missing part included) uses the same one."""
+    digest = int.from_bytes(hashlib.blake2b(message_id.encode(), digest_size=4).digest(), "big")
+    return digest % (256 if mode is SplitMode.UDH8 else 65536)
+
+
+@attrs.frozen
+class Settings:
+    """What a reload replaces at once: the providers, the routes, the limits, the retry policy."""
+
+    config: GatewayConfig
+    providers: dict[str, ProviderConfig]
+    router: Router
+    limiter: RateLimiter
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig, previous: Settings | None = None) -> Settings:
+        """Settings for ``config``. Limiters of providers whose rate settings did not change are
+        carried over from ``previous``, so a reload keeps their AIMD state."""
+        fresh = RateLimiter.from_config(config)
+        limiters: dict[str, ProviderLimiter] = dict(fresh.providers)
+        if previous is not None and previous.config.rate_limit == config.rate_limit:
+            for name, provider in ((p.name, p) for p in config.providers):
+                old = previous.providers.get(name)
+                if old is not None and old.rate == provider.rate:
+                    limiters[name] = previous.limiter.providers[name]
+            global_bucket = previous.limiter.global_bucket
+        else:
+            global_bucket = fresh.global_bucket
+        return cls(
+            config=config,
+            providers={p.name: p for p in config.providers},
+            router=Router(config.routes, config.providers),
+            limiter=RateLimiter(global_bucket, limiters),
+        )
+
+
+class ProviderStatsBuffer:
+    """Per-provider counters gathered in memory and written to the store's minute buckets by a
+    periodic :meth:`flush` (one write per provider, not one per message)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._pending: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+
+    def add(self, provider: str, **counts: float) -> None:
+        bucket = self._pending[provider]
+        for name, value in counts.items():
+            bucket[name] += value
+
+    async def flush(self, store: Store) -> None:
+        pending, self._pending = self._pending, defaultdict(lambda: defaultdict(float))
+        deltas = [
+            ProviderStatsDelta(
+                provider=provider,
+                submitted=int(c["submitted"]),
+                failed=int(c["failed"]),
+                throttled=int(c["throttled"]),
+                receipts=int(c["receipts"]),
+                latency_sum=c["latency_sum"],
+                latency_count=int(c["latency_count"]),
+                at=self._clock(),
+            )
+            for provider, c in pending.items()
+        ]
+        if deltas:
+            await store.record_provider_stats(deltas)
+
+
+class _Verdict(enum.Enum):
+    ACK = "ack"  # done: ack with the batch
+    HANDLED = "handled"  # nacked or dead-lettered already
+
+
+@attrs.define
+class _Job:
+    """One leased message being worked on."""
+
+    lease: Lease
+    payload: MessagePayload
+    state: RetryState
+    #: The part count of its database row (as far as this job knows).
+    parts: int
+    #: Parts the SMSC took, and through which provider.
+    accepted: dict[int, str] = attrs.Factory(dict)
+    #: Parts already final without an SMSC id (failed, expired): not sent again.
+    closed: set[int] = attrs.Factory(set)
+    tried: list[str] = attrs.Factory(list)
+    #: The row exists (it was read, or a write succeeded on it).
+    row_known: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.payload.id
+
+    def open_parts(self, total: int) -> list[int]:
+        return [n for n in range(1, total + 1) if n not in self.accepted and n not in self.closed]
+
+
+@attrs.frozen
+class _Attempt:
+    """How sending through one provider ended: ``outcome`` None means every part was taken."""
+
+    outcome: Outcome | None
+    reason: str = ""
+
+
+def _describe(exc: BaseException, provider: str) -> str:
+    name = getattr(exc, "status_name", None)
+    if isinstance(name, str):
+        return f"{name} from {provider}"
+    text = str(exc)
+    return f"{type(exc).__name__} from {provider}" + (f": {text}" if text else "")
+
+
+class Processor:
+    """The queue consumers and the per-message pipeline (module docstring).
+
+    ``settings`` is read at every step, so :meth:`update` (a reload) takes effect for the next
+    message or part. ``rng`` draws the retry jitter; ``clock`` is wall-clock epoch seconds (for
+    validity and the database), Trio's clock drives every wait.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        queue: Queue,
+        manager: ProviderManager,
+        dlr: DlrHandler,
+        notifier: Notifier,
+        counters: Counters,
+        stats: ProviderStatsBuffer,
+        clock: Callable[[], float],
+        rng: random.Random,
+        instance: str = "smsgw",
+    ) -> None:
+        self.settings = settings
+        self._store = store
+        self._queue = queue
+        self._manager = manager
+        self._dlr = dlr
+        self._notifier = notifier
+        self._counters = counters
+        self._stats = stats
+        self._clock = clock
+        self._rng = rng
+        self._instance = instance
+        self._stopping = False
+        self._work = trio.Event()
+        #: Idle polling: from this interval, doubling up to the maximum while the queue is empty.
+        self.idle_poll = (0.005, 0.25)
+
+    def update(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def wake(self) -> None:
+        """New messages were queued by this process: idle consumers look at once."""
+        self._work.set()
+        self._work = trio.Event()
+
+    def stop(self) -> None:
+        """Consumers lease nothing more; each returns once its batch is finished."""
+        self._stopping = True
+        self.wake()
+
+    # -- consuming -------------------------------------------------------------------------
+
+    async def consume(self, number: int) -> None:
+        """One consumer; returns after :meth:`stop` (runs under the supervisor)."""
+        name = f"{self._instance}/consumer-{number}"
+        idle = self.idle_poll[0]
+        while not self._stopping:
+            queue_config = self.settings.config.queue
+            # Taken before leasing: a wake() while the lease runs is not missed.
+            work = self._work
+            try:
+                leases = await self._queue.lease(
+                    name, queue_config.lease_batch, queue_config.visibility_timeout
+                )
+            except QueueError as exc:
+                log.warning("%s: lease failed: %s", name, exc)
+                await trio.sleep(1.0)
+                continue
+            if not leases:
+                with trio.move_on_after(idle):
+                    await work.wait()
+                idle = min(self.idle_poll[1], idle * 2)
+                continue
+            idle = self.idle_poll[0]
+            await self._run_batch(leases)
+
+    async def _run_batch(self, leases: Sequence[Lease]) -> None:
+        done: list[Lease] = []
+        finished: set[str] = set()
+        self._counters.in_flight += len(leases)
+        try:
+            async with trio.open_nursery() as batch:
+                batch.start_soon(self._keep_alive, leases, finished)
+                async with trio.open_nursery() as work:
+                    for lease in leases:
+                        work.start_soon(self._process_lease, lease, done, finished)
+                batch.cancel_scope.cancel()
+        finally:
+            self._counters.in_flight -= len(leases)
+            # Shielded and bounded: this also runs when a drain's grace cut the batch off.
+            with trio.move_on_after(_SETTLE_TIMEOUT, shield=True):
+                await self._settle(
+                    done, [lease for lease in leases if lease.message.id not in finished]
+                )
+
+    async def _settle(self, done: Sequence[Lease], unfinished: Sequence[Lease]) -> None:
+        """Ack the finished messages in one call; give the unfinished ones (cut off by a drain
+        or a failure) back at once: whatever was sent of them may be sent again."""
+        if done:
+            try:
+                await self._queue.ack(done)
+            except LeaseLost as exc:
+                self._counters.leases_lost += 1
+                log.warning("ack after the lease expired: %s", exc)
+            except QueueError as exc:
+                # The messages are done; they come back when their leases expire and are then
+                # found already accepted (counted as duplicates detected, not sent again).
+                log.warning("ack failed: %s", exc)
+        self._counters.in_flight_abandoned += len(unfinished)
+        for lease in unfinished:
+            try:
+                await self._queue.nack(lease, delay=0.0, reason="cut off while in flight")
+            except QueueError as exc:
+                log.info(
+                    "could not give %s back (its lease will expire): %s", lease.message.id, exc
+                )
+
+    async def _keep_alive(self, leases: Sequence[Lease], finished: set[str]) -> None:
+        """Extend the leases of unfinished messages before they expire (long work)."""
+        timeout = self.settings.config.queue.visibility_timeout
+        while True:
+            await trio.sleep(timeout / 3)
+            for lease in leases:
+                if lease.message.id in finished:
+                    continue
+                try:
+                    await self._queue.extend(lease, timeout)
+                except LeaseLost:
+                    self._counters.leases_lost += 1
+                    log.warning("lease of %s expired while it was worked on", lease.message.id)
+                except QueueError as exc:
+                    log.warning("could not extend the lease of %s: %s", lease.message.id, exc)
+
+    async def _process_lease(self, lease: Lease, done: list[Lease], finished: set[str]) -> None:
+        try:
+            verdict = await self.process(lease)
+        except (StoreError, QueueError) as exc:
+            # Storage or queue trouble: give the message back for later (best effort; if that
+            # fails too, its lease expires).
+            self._counters.processing_errors += 1
+            log.warning("message %s given back after an error: %s", lease.message.id, exc)
+            finished.add(lease.message.id)
+            with contextlib.suppress(QueueError):
+                await self._queue.nack(lease, delay=1.0, reason=f"gateway error: {exc}")
+            return
+        finished.add(lease.message.id)
+        if verdict is _Verdict.ACK:
+            done.append(lease)
+
+    # -- one message -----------------------------------------------------------------------
+
+    async def process(self, lease: Lease) -> _Verdict:
+        """Take one leased message as far as it goes now (module docstring)."""
+        queued = lease.message
+        try:
+            payload = decode_payload(queued.payload)
+        except PayloadError as exc:
+            log.error("message %s has an unreadable payload: %s", queued.id, exc)
+            self._counters.failed += 1
+            self._counters.dead_lettered += 1
+            await self._queue.dead_letter(lease, reason=f"unreadable payload: {exc}")
+            return _Verdict.HANDLED
+        job = _Job(lease, payload, retry_state(queued), parts=payload.parts)
+        if queued.attempts > 1 or queued.last_error is not None:
+            verdict = await self._load_history(job)
+            if verdict is not None:
+                return verdict
+        now = self._clock()
+        if payload.expires_at is not None and now >= payload.expires_at:
+            return await self._expire(job, "validity ended before it could be sent")
+        settings = self.settings
+        decision = settings.router.route(
+            MessageAttrs(
+                destination=payload.to,
+                source=payload.source,
+                tags=payload.tags,  # type: ignore[arg-type]  # attrs converts to frozenset
+                client=payload.client_id,
+                provider=payload.provider,
+            ),
+            healthy=self._manager.healthy,
+        )
+        if isinstance(decision, NoRoute):
+            return await self._fail(job, decision.reason)
+        sticky = next(iter(job.accepted.values()), None)
+        provider = sticky if sticky is not None else decision.candidates[0]
+        while True:
+            job.tried.append(provider)
+            attempt = await self._send(job, provider)
+            if attempt.outcome is None:
+                self._counters.submitted += 1
+                return _Verdict.ACK
+            if attempt.outcome is Outcome.THROTTLE:
+                return await self._requeue_throttled(job, attempt.reason)
+            if attempt.outcome is Outcome.FAIL:
+                return await self._fail(job, attempt.reason)
+            if attempt.outcome is Outcome.FAILOVER and not job.accepted:
+                following = self._next(decision, job)
+                if following is not None:
+                    self._counters.failovers += 1
+                    log.info(
+                        "message %s: failover from %s to %s (%s)",
+                        job.id,
+                        provider,
+                        following,
+                        attempt.reason,
+                    )
+                    provider = following
+                    continue
+            return await self._retry(job, attempt.reason)
+
+    def _next(self, decision: RouteDecision, job: _Job) -> str | None:
+        return next_provider(decision, job.tried, self._manager.healthy)
+
+    async def _load_history(self, job: _Job) -> _Verdict | None:
+        """A message that was leased before: which parts did the SMSC take already? Returns a
+        verdict when nothing is left to send."""
+        detail = await self._store.get_message(job.id)
+        if detail is None:
+            return None
+        job.row_known = True
+        job.parts = len(detail.parts)
+        for part in detail.parts:
+            if part.smsc_id is not None:
+                # Only a submit_sm_resp gives a part its SMSC id (whether or not its
+                # "submitted" event was written too).
+                job.accepted[part.part_number] = part.provider or ""
+            elif part.status in FINAL_STATUSES:
+                job.closed.add(part.part_number)
+        # Back from our own nack (a retry after some parts went through): expected. Back any
+        # other way (a crash, a lost ack, an expired lease): those parts would have been sent
+        # twice.
+        state, leases = job.state, job.lease.message.attempts
+        resumed = state.lease > 0 and state.lease == leases - 1
+        if job.accepted and not resumed:
+            self._counters.duplicates_detected += len(job.accepted)
+            log.info(
+                "message %s came back with part(s) %s already accepted: not sending them again",
+                job.id,
+                sorted(job.accepted),
+            )
+        if job.open_parts(job.parts):
+            return None
+        if any(p.status is MessageStatus.FAILED for p in detail.parts):
+            # Failed before its dead-lettering could happen (a crash): finish that now.
+            self._counters.dead_lettered += 1
+            await self._queue.dead_letter(job.lease, reason=f"failed: {detail.message.reason}")
+            return _Verdict.HANDLED
+        return _Verdict.ACK
+
+    # -- sending through one provider ------------------------------------------------------
+
+    async def _send(self, job: _Job, provider: str) -> _Attempt:
+        config = self.settings.providers.get(provider)
+        if config is None:
+            return _Attempt(Outcome.FAILOVER, f"provider {provider} is not configured any more")
+        payload = job.payload
+        try:
+            segments = split(
+                payload.content,
+                encoding=payload.encoding,
+                mode=config.split_mode,
+                reference=reference_for(payload.id, config.split_mode),
+            )
+        except TextError as exc:
+            return _Attempt(Outcome.FAIL, f"cannot be split for {provider}: {exc}")
+        if len(segments) != job.parts:
+            if job.accepted:
+                return _Attempt(
+                    Outcome.FAIL,
+                    f"{provider} splits it in {len(segments)} parts, but {len(job.accepted)} of"
+                    f" its {job.parts} parts were already accepted",
+                )
+            problem = await self._resplit(job, len(segments), provider)
+            if problem is not None:
+                return _Attempt(Outcome.FAIL, problem)
+        sending = job.open_parts(len(segments))
+        result = await self._record(
+            job,
+            [
+                StatusEvent(
+                    job.id,
+                    MessageStatus.SUBMITTING,
+                    f"submitting to {provider}",
+                    part_number=n,
+                    provider=provider,
+                )
+                for n in sending
+            ],
+        )
+        for refused in result.refused:
+            # Already final (a receipt came while it was away): not sent again.
+            assert refused.part_number is not None
+            job.closed.add(refused.part_number)
+        for segment in segments:
+            if segment.part_number not in job.open_parts(len(segments)):
+                continue
+            attempt = await self._submit_part(job, provider, config, segment)
+            if attempt is not None:
+                return attempt
+        return _Attempt(None)
+
+    async def _resplit(self, job: _Job, parts: int, provider: str) -> str | None:
+        reason = f"split in {parts} parts for {provider}"
+        try:
+            await self._store.set_parts(job.id, parts, reason=reason)
+        except UnknownMessage:
+            job.parts = parts
+            await self._rebuild_row(job)
+        except MessageStateError as exc:
+            return str(exc)
+        job.parts = parts
+        return None
+
+    def _pdu(self, payload: MessagePayload, config: ProviderConfig, segment: Segment) -> SubmitSm:
+        ton, npi = config.addressing.source_ton_npi(payload.source)
+        wants_receipt = payload.receipt and (
+            config.receipts is ReceiptMode.ALWAYS
+            or (
+                config.receipts is ReceiptMode.FINAL_PART
+                and segment.part_number == segment.total_parts
+            )
+        )
+        validity = ""
+        if payload.expires_at is not None:
+            remaining = math.ceil(payload.expires_at - self._clock())
+            if 0 < remaining < 99 * 86400:
+                validity = format_relative(timedelta(seconds=remaining))
+        return SubmitSm(
+            sequence_number=0,
+            source_addr_ton=int(ton),
+            source_addr_npi=int(npi),
+            source_addr=payload.source,
+            dest_addr_ton=int(config.addressing.dest_ton),
+            dest_addr_npi=int(config.addressing.dest_npi),
+            destination_addr=payload.to.removeprefix("+"),
+            esm_class=segment.esm_class_flags,
+            validity_period=validity,
+            registered_delivery=1 if wants_receipt else 0,
+            data_coding=payload.data_coding
+            if payload.data_coding is not None
+            else segment.data_coding,
+            short_message=segment.short_message,
+            optional_parameters=segment.tlvs,
+        )
+
+    async def _take_tokens(self, provider: str, config: ProviderConfig, segment: Segment) -> None:
+        """Wait until the rate limits give this part its token (one per segment; per message,
+        only the first part takes one)."""
+        if config.rate.unit is RateUnit.MESSAGES and segment.part_number > 1:
+            return
+        while True:
+            limiter = self.settings.limiter
+            try:
+                wait = limiter.try_acquire(provider, 1, trio.current_time())
+            except KeyError:
+                raise ProviderUnavailable(provider, "removed by a reload") from None
+            if wait <= 0:
+                return
+            await trio.sleep(wait)
+
+    async def _submit_part(
+        self, job: _Job, provider: str, config: ProviderConfig, segment: Segment
+    ) -> _Attempt | None:
+        """Submit one part until it is accepted (None) or the provider's answer decides."""
+        pdu = self._pdu(job.payload, config, segment)
+        throttles = 0
+        while True:
+            try:
+                await self._take_tokens(provider, config, segment)
+                response = await self._manager.submit(provider, pdu, timeout=config.request_timeout)
+            except Exception as exc:
+                outcome = classify_exception(exc, provider_overrides=config.status_map)
+                if outcome is None:
+                    raise  # not an SMPP or transport error: a bug, for the supervisor
+                reason = _describe(exc, provider)
+                if outcome is Outcome.THROTTLE:
+                    self._counters.throttled += 1
+                    self._stats.add(provider, throttled=1)
+                    limiter = self.settings.limiter
+                    if provider in limiter.providers:
+                        limiter.on_throttle(provider, trio.current_time())
+                    throttles += 1
+                    if throttles <= MAX_INLINE_THROTTLES:
+                        continue  # the limiter now holds the part for the AIMD pause
+                elif outcome is not Outcome.FAIL:
+                    self._stats.add(provider, failed=1)
+                return _Attempt(outcome, reason)
+            await self._accepted(job, provider, config, segment.part_number, response)
+            return None
+
+    async def _accepted(
+        self, job: _Job, provider: str, config: ProviderConfig, part: int, response: object
+    ) -> None:
+        smsc_id = str(getattr(response, "message_id", ""))
+        job.accepted[part] = provider
+        limiter = self.settings.limiter
+        if provider in limiter.providers:
+            limiter.on_success(provider, trio.current_time())
+        self._counters.segments_submitted += 1
+        payload = job.payload
+        started = payload.not_before if payload.not_before is not None else payload.created_at
+        self._stats.add(
+            provider,
+            submitted=1,
+            latency_sum=max(0.0, self._clock() - started),
+            latency_count=1,
+        )
+        self._notifier.remember(payload.id, payload.callback_url)
+        ref = PartRef(payload.id, part)
+        mapping = SmscIdMapping(
+            provider, smsc_id, payload.id, part, id_format=config.message_id_format
+        )
+        event = StatusEvent(
+            payload.id,
+            MessageStatus.SUBMITTED,
+            f"accepted by {provider} as {smsc_id or '(no id)'}",
+            part_number=part,
+            provider=provider,
+        )
+        mapped = True
+        failures: list[StoreError] = []
+
+        async def map_id() -> None:
+            nonlocal mapped
+            try:
+                await self._store.map_smsc_ids([mapping])
+            except MessageIdError as exc:
+                mapped = False
+                log.warning(
+                    "%s accepted part %d of %s with an unusable message id %r: receipts cannot"
+                    " be matched (%s)",
+                    provider,
+                    part,
+                    payload.id,
+                    smsc_id,
+                    exc,
+                )
+            except StoreError as exc:
+                failures.append(exc)
+
+        async def record() -> None:
+            try:
+                await self._record(job, [event])
+            except StoreError as exc:
+                failures.append(exc)
+
+        # Both writes handed over at once: they share a group commit. The DLR handler is told
+        # only once the mapping is committed (receipts that came earlier are parked).
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(map_id)
+            nursery.start_soon(record)
+        if failures:
+            raise failures[0]
+        if mapped:
+            await self._dlr.mapped(provider, smsc_id, config.message_id_format, ref)
+
+    # -- outcomes --------------------------------------------------------------------------
+
+    def _unsent(self, job: _Job) -> list[int]:
+        return job.open_parts(job.parts)
+
+    async def _record_unsent(self, job: _Job, status: MessageStatus, reason: str) -> None:
+        await self._record(
+            job,
+            [StatusEvent(job.id, status, reason, part_number=n) for n in self._unsent(job)],
+        )
+
+    async def _expire(self, job: _Job, reason: str) -> _Verdict:
+        self._counters.expired += 1
+        await self._record_unsent(job, MessageStatus.EXPIRED, reason)
+        return _Verdict.ACK
+
+    async def _fail(self, job: _Job, reason: str) -> _Verdict:
+        self._counters.failed += 1
+        self._counters.dead_lettered += 1
+        await self._record_unsent(job, MessageStatus.FAILED, reason)
+        state = job.state
+        history = (
+            f"{reason} [attempts: {state.attempts + 1}, throttled: {state.throttled},"
+            f" providers tried: {', '.join(job.tried) or 'none'}]"
+        )
+        await self._queue.dead_letter(job.lease, reason=history)
+        return _Verdict.HANDLED
+
+    async def _retry(self, job: _Job, reason: str) -> _Verdict:
+        policy = self.settings.config.retry
+        attempt = job.state.attempts + 1
+        remaining = None
+        if job.payload.expires_at is not None:
+            remaining = job.payload.expires_at - self._clock()
+        delay = policy.next_delay(attempt, self._rng, remaining_validity=remaining)
+        if delay is None:
+            if attempt >= policy.max_attempts:
+                return await self._fail(job, f"{reason}; gave up after {attempt} attempt(s)")
+            return await self._expire(
+                job, f"validity ends before another attempt could be made (last: {reason})"
+            )
+        self._counters.retried += 1
+        await self._record_unsent(
+            job, MessageStatus.QUEUED, f"retry in {delay:.1f}s after attempt {attempt}: {reason}"
+        )
+        state = RetryState(attempt, job.state.throttled, job.lease.message.attempts)
+        await self._queue.nack(
+            job.lease,
+            delay=delay,
+            reason=reason_with_state(
+                f"{reason} (attempt {attempt} of {policy.max_attempts})", state
+            ),
+        )
+        return _Verdict.HANDLED
+
+    async def _requeue_throttled(self, job: _Job, reason: str) -> _Verdict:
+        delay = max(0.1, self.settings.config.rate_limit.pause)
+        await self._record_unsent(
+            job, MessageStatus.QUEUED, f"throttled ({reason}); back in {delay:g}s"
+        )
+        state = RetryState(job.state.attempts, job.state.throttled + 1, job.lease.message.attempts)
+        await self._queue.nack(job.lease, delay=delay, reason=reason_with_state(reason, state))
+        return _Verdict.HANDLED
+
+    # -- the database row ------------------------------------------------------------------
+
+    async def _record(self, job: _Job, events: Sequence[StatusEvent]) -> RecordResult:
+        """Record ``events`` with their webhooks; rebuild the row first if it is missing."""
+        if not events:
+            return RecordResult((), ())
+        payload = job.payload
+
+        def notify(change: StatusChange) -> list[NewNotification]:
+            return self._notifier.status(change, payload.callback_url)
+
+        try:
+            result = await self._store.record_events(events, notify=notify)
+        except UnknownMessage:
+            if job.row_known:
+                raise
+            await self._rebuild_row(job)
+            result = await self._store.record_events(events, notify=notify)
+        job.row_known = True
+        return result
+
+    async def _rebuild_row(self, job: _Job) -> None:
+        """The row of a queued message is missing: the gateway stopped between queueing it and
+        writing its row (docs/architecture.md, "Durability"). Write it from the payload."""
+        payload = job.payload
+        try:
+            await self._store.create_messages([new_message(payload, job.parts, rebuilt=True)])
+        except DuplicateId:
+            pass  # written meanwhile by the submit that queued it
+        else:
+            self._counters.rows_rebuilt += 1
+            log.warning("message %s had no database row: rebuilt from the queue", payload.id)
+        job.row_known = True
+
+
+def new_message(payload: MessagePayload, parts: int, *, rebuilt: bool = False) -> NewMessage:
+    """The database row of a queued message."""
+    return NewMessage(
+        id=payload.id,
+        source=payload.source,
+        destination=payload.to,
+        parts=parts,
+        client=payload.client_id,
+        client_ref=payload.client_ref,
+        text=payload.text,
+        schedule_at=payload.not_before,
+        expires_at=payload.expires_at,
+        created_at=payload.created_at,
+        reason="accepted (row rebuilt from the queue)" if rebuilt else "accepted",
+    )

@@ -1,0 +1,23 @@
+"""The gateway benchmark runs (a tiny run: figures are reported, never judged in tests)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from smsgw.bench.gateway import Setup, SimulatorProcess, one_run
+
+pytestmark = pytest.mark.slow
+
+
+async def test_one_small_run_accounts_for_every_message() -> None:
+    async with SimulatorProcess() as port:
+        result = await one_run(
+            Setup("127.0.0.1", port), count=300, time_limit=60, label="test", progress=False
+        )
+    assert not result.timed_out
+    assert result.count == 300 and result.failed == 0
+    assert result.accepted_rate > 0 and result.submitted_rate > 0 and result.receipted_rate > 0
+    assert 0 <= result.p50 <= result.p99 and not math.isnan(result.p99)
+    assert result.cpu_per_1000 > 0

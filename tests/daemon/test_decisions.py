@@ -1,0 +1,122 @@
+"""The daemon's pure decisions: exit codes for what ended the gateway, and reload planning."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from smsgw.adapters.sqlite import DatabaseError, DatabaseUnavailable
+from smsgw.config import ConfigError, GatewayConfig, parse_config
+from smsgw.daemon import ExitCode, exit_code_for, forced_exit_code, plan_reload
+from smsgw.queue.base import QueueUnavailable
+from smsgw.storage.errors import SchemaError, StoreUnavailable
+
+BASE = """
+[gateway]
+state_dir = "/var/lib/smsgw"
+log_level = "info"
+
+[[providers]]
+name = "a"
+host = "127.0.0.1"
+system_id = "a"
+password = "a"
+"""
+
+
+def _config(text: str) -> GatewayConfig:
+    return parse_config(text, source="test.toml", environ={})
+
+
+@pytest.mark.parametrize(
+    ("exc", "code"),
+    [
+        (ConfigError("x.toml", ["providers[0].window: bad"]), ExitCode.CONFIG),
+        (QueueUnavailable("redis down"), ExitCode.TEMPFAIL),
+        (DatabaseUnavailable("locked"), ExitCode.TEMPFAIL),
+        (StoreUnavailable("locked"), ExitCode.TEMPFAIL),
+        (DatabaseError("corrupt"), ExitCode.UNAVAILABLE),
+        (SchemaError("newer schema"), ExitCode.UNAVAILABLE),
+        (PermissionError(13, "Permission denied"), ExitCode.UNAVAILABLE),
+        (RuntimeError("a bug"), ExitCode.SOFTWARE),
+        (KeyError("a bug"), ExitCode.SOFTWARE),
+    ],
+)
+def test_exit_code_for_one_exception(exc: Exception, code: ExitCode) -> None:
+    assert exit_code_for(exc) is code
+
+
+def test_exit_code_for_a_group_is_the_most_severe() -> None:
+    outage = ExceptionGroup("g", [QueueUnavailable("x"), ExceptionGroup("h", [OSError("disk")])])
+    assert exit_code_for(outage) is ExitCode.UNAVAILABLE
+    with_bug = ExceptionGroup("g", [QueueUnavailable("x"), ValueError("bug")])
+    assert exit_code_for(with_bug) is ExitCode.SOFTWARE
+
+
+def test_forced_exit_codes_follow_the_shell_convention() -> None:
+    assert forced_exit_code(signal.SIGINT) == 130
+    assert forced_exit_code(signal.SIGTERM) == 143
+
+
+def test_exit_codes_are_sysexits() -> None:
+    assert (ExitCode.UNAVAILABLE, ExitCode.SOFTWARE, ExitCode.TEMPFAIL, ExitCode.CONFIG) == (
+        69,
+        70,
+        75,
+        78,
+    )
+
+
+def test_reload_applies_live_sections() -> None:
+    running = _config(BASE)
+    loaded = _config(
+        BASE.replace('log_level = "info"', 'log_level = "debug"')
+        + """
+[[providers]]
+name = "b"
+host = "127.0.0.1"
+system_id = "b"
+password = "b"
+window = 50
+
+[rate_limit]
+per_second = 10.0
+"""
+    )
+    effective, ignored = plan_reload(running, loaded)
+    assert ignored == []
+    assert effective == loaded
+
+
+def test_reload_keeps_restart_only_keys_and_names_them() -> None:
+    running = _config(BASE)
+    loaded = _config(
+        BASE.replace('"/var/lib/smsgw"', '"/srv/smsgw"')
+        + """
+[queue]
+consumers = 8
+
+[api]
+port = 9090
+
+[[routes]]
+providers = ["a"]
+"""
+    )
+    effective, ignored = plan_reload(running, loaded)
+    assert sorted(ignored) == ["api.port", "gateway.state_dir", "queue.consumers"]
+    assert effective.gateway.state_dir == Path("/var/lib/smsgw")
+    assert effective.queue == running.queue
+    assert effective.api == running.api
+    # ... while what can change live does.
+    assert effective.routes == loaded.routes
+
+
+def test_reload_names_a_whole_section_that_changed_shape() -> None:
+    running = _config(BASE)
+    loaded = _config(BASE + '\n[queue]\nbackend = "redis"\nredis = { url = "redis://x" }\n')
+    _, ignored = plan_reload(running, loaded)
+    assert "queue.backend" in ignored
+    assert "queue.redis" in ignored

@@ -1,0 +1,42 @@
+"""Fixtures of the pipeline tests: ``harness`` (simulators and gateways in the test's nursery,
+embedded queue) and ``any_harness`` (the same, parametrised over the embedded queue and a real
+Redis: one ``redis-server`` for the session, a fresh key prefix per test)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from .harness import EMBEDDED, Backend, Harness
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from smsgw.testing.redis import RedisServer
+
+    with RedisServer.start(tmp_path_factory.mktemp("redis"), appendonly=True) as server:
+        yield server
+
+
+@pytest.fixture
+async def harness(nursery: trio.Nursery, tmp_path: Path) -> AsyncIterator[Harness]:
+    h = Harness(nursery, tmp_path, EMBEDDED)
+    yield h
+    await h.close()
+
+
+@pytest.fixture(params=["embedded", "redis"])
+async def any_harness(
+    request: pytest.FixtureRequest, nursery: trio.Nursery, tmp_path: Path
+) -> AsyncIterator[Harness]:
+    backend = EMBEDDED
+    if request.param == "redis":
+        server = request.getfixturevalue("redis_server")
+        backend = Backend("redis", server.url)
+    h = Harness(nursery, tmp_path, backend)
+    yield h
+    await h.close()

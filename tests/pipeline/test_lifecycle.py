@@ -1,0 +1,195 @@
+"""The gateway's life: reload, graceful drain (in time and cut off), and recovery of what a
+crash leaves behind (a queued message without its row; a message sent but not acked)."""
+
+from __future__ import annotations
+
+import trio
+
+from smpp_codec.text import Encoding
+from smsgw.gateway import GatewayNotRunning
+from smsgw.messages import Accepted, Rejected, SubmitRequest
+from smsgw.model import MessageStatus, SmscIdMapping, StatusEvent
+from smsgw.payload import MessagePayload, encode_payload
+from smsgw.processor import new_message
+from smsgw.queue.base import NewMessage as QueueEntry
+from smsgw.queue.sqlite import open_sqlite_queue
+from smsgw.simulator import Faults
+from smsgw.storage import open_store
+
+from .harness import FakeClock, Harness, message_history, provider, wait_status, wait_until
+
+S = MessageStatus
+
+
+def request(**fields: object) -> SubmitRequest:
+    values: dict[str, object] = {"to": "4915112345", "source": "ACME", "text": "hello"}
+    values.update(fields)
+    return SubmitRequest(**values)  # type: ignore[arg-type]
+
+
+def submit_count(sim: object) -> int:
+    return int(sim.sim.stats.pdus_received.get("submit_sm", 0))  # type: ignore[attr-defined]
+
+
+async def test_a_reload_adds_a_provider_without_a_restart(harness: Harness) -> None:
+    a = await harness.simulator()
+    b = await harness.simulator()
+    config = harness.config([provider("a", a.port)])
+    gateway = await harness.gateway(config)
+    with trio.fail_after(20):
+        (refused,) = await gateway.submit([request(provider="b")])
+        assert isinstance(refused, Rejected) and "provider" in refused.errors
+        await gateway.reload(harness.config([provider("a", a.port), provider("b", b.port)]))
+        (accepted,) = await gateway.submit([request(provider="b")])
+        assert isinstance(accepted, Accepted)
+        view = await wait_status(gateway, accepted.id, S.DELIVERED)
+    assert view.provider == "b" and submit_count(b) == 1 and submit_count(a) == 0
+
+
+async def test_a_drain_lets_in_flight_messages_finish(harness: Harness) -> None:
+    sim = await harness.simulator()
+    config = harness.config([provider("a", sim.port)])
+    gateway = await harness.gateway(config)
+    with trio.fail_after(20):
+        await wait_until(lambda: gateway.providers.healthy("a"), what="a bound")
+        sim.sim.set_faults(Faults(latency=0.5))
+        results = await gateway.submit([request(text=f"m{i}") for i in range(5)])
+        await wait_until(lambda: submit_count(sim) == 5, what="5 submits in flight")
+        assert gateway.stats().in_flight == 5
+        await gateway.drain(5.0)  # returns once run() has finished
+        try:
+            await gateway.submit([request()])
+        except GatewayNotRunning:
+            pass
+        else:
+            raise AssertionError("a drained gateway accepted a message")
+    stats = gateway.stats()
+    assert (stats.segments_submitted, stats.in_flight_abandoned, stats.in_flight) == (5, 0, 0)
+    harness.gateways.remove(gateway)
+    again = await harness.gateway(config)
+    for result in results:
+        assert isinstance(result, Accepted)
+        view = await again.message(result.id)
+        assert view is not None and view.status in (S.SUBMITTED, S.DELIVERED)
+    assert submit_count(sim) == 5  # nothing sent twice
+
+
+async def test_a_drain_past_its_grace_gives_in_flight_messages_back(harness: Harness) -> None:
+    sim = await harness.simulator()
+    config = harness.config([provider("a", sim.port, request_timeout=60)])
+    gateway = await harness.gateway(config)
+    with trio.fail_after(30):
+        await wait_until(lambda: gateway.providers.healthy("a"), what="a bound")
+        sim.sim.set_faults(Faults(latency=30))  # from now on nothing is answered in time
+        results = await gateway.submit([request(text=f"m{i}") for i in range(3)])
+        await wait_until(lambda: submit_count(sim) == 3, what="3 submits in flight")
+        await gateway.drain(0.2)
+        assert gateway.stats().in_flight_abandoned == 3
+        harness.gateways.remove(gateway)
+        sim.sim.set_faults(Faults())
+        again = await harness.gateway(config)
+        for result in results:
+            assert isinstance(result, Accepted)
+            view = await wait_status(again, result.id, S.DELIVERED)
+            assert message_history(view)[-2:] == [S.SUBMITTED, S.DELIVERED]
+    # At-least-once: each cut-off message reached the SMSC at most twice.
+    assert submit_count(sim) == 6
+
+
+async def test_a_queued_message_whose_row_was_never_written_gets_it_rebuilt(
+    harness: Harness,
+) -> None:
+    """The crash window between the queue (first) and the database (second) at submit."""
+    sim = await harness.simulator()
+    config = harness.config([provider("a", sim.port)])
+    config.queue_path.parent.mkdir(parents=True)
+    payload = MessagePayload(
+        id="m-crash",
+        to="4915112345",
+        source="ACME",
+        encoding=Encoding.GSM7,
+        created_at=1_700_000_000.0,
+        text="survivor",
+        client_ref="c-1",
+    )
+    with trio.fail_after(20):
+        async with open_sqlite_queue(config.queue_path) as queue:
+            await queue.enqueue([QueueEntry(id=payload.id, payload=encode_payload(payload))])
+        gateway = await harness.gateway(config)
+        view = await wait_status(gateway, payload.id, S.DELIVERED)
+    assert view.client_ref == "c-1" and view.created_at == 1_700_000_000.0
+    assert view.events[0].reason == "accepted (row rebuilt from the queue)"
+    assert gateway.stats().rows_rebuilt == 1
+
+
+async def test_a_message_sent_but_not_acked_is_not_sent_again(harness: Harness) -> None:
+    """A crash after the submit_sm_resp was recorded, before the ack: the lease expires and
+    the message comes back; its part is found accepted (a duplicate detected, not sent)."""
+    sim = await harness.simulator()
+    clock = FakeClock()
+    config = harness.config([provider("a", sim.port)])
+    config.queue_path.parent.mkdir(parents=True)
+    payload = MessagePayload(
+        id="m-sent",
+        to="4915112345",
+        source="ACME",
+        encoding=Encoding.GSM7,
+        created_at=clock(),
+        text="once",
+    )
+    with trio.fail_after(20):
+        async with (
+            open_sqlite_queue(config.queue_path, clock=clock) as queue,
+            open_store(config.database_path, clock=clock) as store,
+        ):
+            await queue.enqueue([QueueEntry(id=payload.id, payload=encode_payload(payload))])
+            await store.create_messages([new_message(payload, 1)])
+            (lease,) = await queue.lease("crashed", 1, 30.0)
+            await store.map_smsc_ids([SmscIdMapping("a", "1F", payload.id, 1)])
+            await store.record_events(
+                [
+                    StatusEvent(payload.id, S.SUBMITTING, "submitting to a", 1, "a"),
+                    StatusEvent(payload.id, S.SUBMITTED, "accepted by a as 1F", 1, "a"),
+                ]
+            )
+        clock.advance(31)  # the crashed consumer's lease runs out
+        gateway = await harness.gateway(config, clock=clock)
+        await wait_until(lambda: gateway.stats().duplicates_detected == 1, what="the duplicate")
+        await wait_until(lambda: gateway.stats().in_flight == 0, what="the ack")
+        depth = await gateway.queue_depth()
+        view = await gateway.message(payload.id)
+    assert submit_count(sim) == 0
+    assert view is not None and view.status is S.SUBMITTED
+    assert (depth.ready, depth.leased, depth.delayed, depth.dead) == (0, 0, 0, 0)
+    assert lease.message.attempts == 1
+
+
+async def test_an_unreadable_payload_is_dead_lettered(harness: Harness) -> None:
+    sim = await harness.simulator()
+    config = harness.config([provider("a", sim.port)])
+    config.queue_path.parent.mkdir(parents=True)
+    with trio.fail_after(20):
+        async with open_sqlite_queue(config.queue_path) as queue:
+            await queue.enqueue([QueueEntry(id="junk", payload=b"\x07garbage")])
+        gateway = await harness.gateway(config)
+        await wait_until(lambda: gateway.stats().dead_lettered == 1, what="the dead letter")
+        (dead,) = await gateway.dead_letters()
+    assert dead.message.id == "junk" and "payload version 7" in dead.reason
+
+
+async def test_leases_are_extended_while_a_message_takes_long(harness: Harness) -> None:
+    sim = await harness.simulator()
+    config = harness.config(
+        [provider("a", sim.port, request_timeout=30)], queue={"visibility_timeout": 0.9}
+    )
+    gateway = await harness.gateway(config)
+    with trio.fail_after(20):
+        await wait_until(lambda: gateway.providers.healthy("a"), what="a bound")
+        sim.sim.set_faults(Faults(latency=2.5))  # well past the visibility timeout
+        (accepted,) = await gateway.submit([request()])
+        assert isinstance(accepted, Accepted)
+        await wait_status(gateway, accepted.id, S.SUBMITTED, S.DELIVERED)
+        sim.sim.set_faults(Faults())
+    # Without the extensions another consumer would have leased it again and sent it twice.
+    assert submit_count(sim) == 1
+    assert gateway.stats().leases_lost == 0

@@ -41,9 +41,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON[0])
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the codec library."""
-    session.install("-e", ".", "mypy>=1.10")
-    session.run("mypy", "--strict", "smpp_codec")
+    """mypy --strict on smpp_codec and smsgw (settings in pyproject.toml)."""
+    session.install("-e", ".[test]", "mypy>=1.10")
+    session.run("mypy")
 
 
 @nox.session(python=PYTHON[0])

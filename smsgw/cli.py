@@ -11,14 +11,20 @@ import sys
 
 from . import __version__
 
-#: subcommand -> (module with ``main(argv) -> int``, one-line help)
+#: subcommand -> (module with ``main(argv) -> int``, one-line help). Modules that serve several
+#: commands (``CLIENT_MODULES``) get the command name as their first argument.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("smsgw.daemon", "run the gateway (SIGTERM drains, SIGHUP reloads)"),
     "demo": ("smsgw.demo", "see it work: two simulators, a few messages and their journeys"),
     "check-config": ("smsgw.check_config", "check a configuration file and report every problem"),
+    "send": ("smsgw.client_cli", "submit a message through the HTTP API"),
+    "status": ("smsgw.client_cli", "show a message's status and history (HTTP API)"),
+    "dlq": ("smsgw.client_cli", "list or replay dead-lettered messages (HTTP API)"),
     "simulator": ("smsgw.simulator.cli", "run the SMSC simulator (an SMPP 3.4 server)"),
     "bench": ("smsgw.bench.cli", "run benchmarks (gateway, codec, queue, raw SMPP session)"),
 }
+
+CLIENT_MODULES = {"smsgw.client_cli"}
 
 USAGE = """\
 usage: smsgw COMMAND [ARGS...]
@@ -50,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"smsgw: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
-    result: int = module.main(rest)
+    module_name = COMMANDS[name][0]
+    module = importlib.import_module(module_name)
+    result: int = module.main(args if module_name in CLIENT_MODULES else rest)
     return result
 
 

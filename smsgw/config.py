@@ -70,6 +70,8 @@ from .smpp.config import BindMode, ClientConfig, TlsConfig
 __all__ = [
     "AddressingConfig",
     "ApiConfig",
+    "ApiKeyConfig",
+    "ApiScope",
     "BindType",
     "ConfigError",
     "DatabaseConfig",
@@ -92,6 +94,8 @@ __all__ = [
     "RetryPolicy",
     "RouteConfig",
     "RouteTarget",
+    "WebhookSecret",
+    "WebhooksConfig",
     "load_config",
     "parse_config",
 ]
@@ -638,13 +642,93 @@ class RateLimitConfig:
         return self.burst if self.burst is not None else max(1, math.ceil(self.per_second))
 
 
+class ApiScope(enum.Enum):
+    """What an API key may do: ``send`` messages, ``read`` messages, inbound and providers,
+    ``admin`` the dead-letter queue (replay). Scopes do not imply each other."""
+
+    SEND = "send"
+    READ = "read"
+    ADMIN = "admin"
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _sha256_hex(_inst: object, _attr: attrs.Attribute[Any], value: str) -> None:
+    # The message never quotes the value: a key pasted here by mistake must not reach a log.
+    if not _SHA256_HEX.fullmatch(value):
+        raise Invalid("expected the SHA-256 of the key as 64 lower-case hex digits")
+
+
+def _http_url(_inst: object, _attr: attrs.Attribute[Any], value: str | None) -> None:
+    if value is not None and not re.fullmatch(r"https?://[^\s/]+\S*", value):
+        raise Invalid(f"expected an http:// or https:// URL, got {describe(value)}")
+
+
+@attrs.frozen
+class ApiKeyConfig:
+    """``[[api.keys]]``: one client of the HTTP API.
+
+    Only the SHA-256 of the key is stored (``printf %s "$KEY" | sha256sum``); the key itself is
+    what the client sends in ``Authorization: Bearer`` or ``X-API-Key``.
+    """
+
+    #: The client's name: messages record it, routes can match it (``clients``).
+    name: str = attrs.field(validator=_name)
+    sha256: str = attrs.field(validator=_sha256_hex, repr=False)
+    scopes: tuple[ApiScope, ...] = attrs.field(validator=non_empty)
+    #: Requests per second this key may make; None: no limit.
+    rate_per_second: float | None = attrs.field(default=None, validator=_optional(greater_than(0)))
+    #: Requests allowed at once after an idle period; None: one second's worth (at least 1).
+    burst: int | None = attrs.field(default=None, validator=_optional(at_least(1)))
+    #: Status webhooks of this client's messages go here unless a message names its own.
+    callback_url: str | None = attrs.field(default=None, validator=_http_url)
+
+    @property
+    def effective_burst(self) -> int | None:
+        if self.rate_per_second is None:
+            return None
+        return self.burst if self.burst is not None else max(1, math.ceil(self.rate_per_second))
+
+
 @attrs.frozen
 class ApiConfig:
-    """``[api]``: the HTTP API's listener. (Client keys are added here by the HTTP API work.)"""
+    """``[api]``: the HTTP API's listener, its clients and its limits. Backpressure (HTTP 503)
+    follows ``[queue] max_depth``."""
 
     listen: str = attrs.field(default="127.0.0.1", validator=non_empty)
     #: 0 picks a free port (tests, the demo).
     port: int = attrs.field(default=8080, validator=between(0, 65535))
+    keys: tuple[ApiKeyConfig, ...] = ()
+    #: Messages one ``POST /messages/batch`` may hold.
+    max_batch: int = attrs.field(default=1000, validator=between(1, 100_000))
+    #: Largest request body accepted, in bytes (larger: HTTP 413).
+    max_body_size: int = attrs.field(default=2 * 1024 * 1024, validator=at_least(1024))
+    #: A text needing more SMS parts than this is refused (422).
+    max_parts: int = attrs.field(default=10, validator=between(1, 255))
+    #: How long an ``Idempotency-Key`` or a ``client_ref`` is remembered.
+    idempotency_window: float = duration_field(86400.0, validator=positive_duration())
+
+    def __attrs_post_init__(self) -> None:
+        problems: list[tuple[str, str]] = []
+        names: dict[str, int] = {}
+        hashes: dict[str, int] = {}
+        for i, key in enumerate(self.keys):
+            if key.name in names:
+                problems.append(
+                    (
+                        f"keys[{i}].name",
+                        f'"{key.name}" is already the name of keys[{names[key.name]}]',
+                    )
+                )
+            names.setdefault(key.name, i)
+            if key.sha256 in hashes:
+                problems.append(
+                    (f"keys[{i}].sha256", f"the same key as keys[{hashes[key.sha256]}]")
+                )
+            hashes.setdefault(key.sha256, i)
+        if problems:
+            raise Problems(problems)
 
 
 def _url_path(_inst: object, _attr: attrs.Attribute[Any], value: str) -> None:
@@ -666,6 +750,78 @@ class MetricsConfig:
     @property
     def on_api_listener(self) -> bool:
         return self.port is None
+
+
+# --- [webhooks] -----------------------------------------------------------------------------
+
+
+def _http_url_prefix(_inst: object, _attr: attrs.Attribute[Any], value: str) -> None:
+    if not value.startswith(("http://", "https://")):
+        raise Invalid(f'expected an "http://" or "https://" URL, got {describe(value)}')
+
+
+@attrs.frozen
+class WebhookSecret:
+    """``[[webhooks.secrets]]``: the signing secret for targets whose URL starts with ``prefix``
+    (a client's own secret for its callback URLs); the longest matching prefix wins."""
+
+    prefix: str = attrs.field(validator=_http_url_prefix)
+    secret: str = attrs.field(validator=non_empty, metadata={SECRET: True}, repr=False)
+
+
+@attrs.frozen
+class WebhooksConfig:
+    """``[webhooks]``: how the outbox's deliverer POSTs notifications (``docs/webhooks.md``).
+
+    An attempt that fails is retried after ``backoff_initial * backoff_multiplier**(n - 1)``
+    seconds (at most ``backoff_max``), shortened by up to ``jitter`` of itself at random, until
+    ``retry_period`` after the notification was created or ``max_attempts`` attempts, whichever
+    comes first; then the notification is given up (state ``dead``, kept for inspection).
+    """
+
+    #: Signs every request (``X-Smsgw-Signature``) unless a ``secrets`` prefix matches. None:
+    #: requests are sent unsigned (the header is left out), which the docs advise against.
+    secret: str | None = attrs.field(
+        default=None, validator=_optional(non_empty), metadata={SECRET: True}, repr=False
+    )
+    secrets: tuple[WebhookSecret, ...] = attrs.field(default=(), repr=False)
+    #: The whole of one request: connect, send, and the status line of the answer.
+    timeout: float = duration_field(10.0, validator=positive_duration())
+    retry_period: float = duration_field(86_400.0, validator=positive_duration())
+    max_attempts: int = attrs.field(default=100, validator=between(1, 1_000_000))
+    backoff_initial: float = duration_field(5.0, validator=positive_duration())
+    backoff_max: float = duration_field(3600.0, validator=positive_duration())
+    backoff_multiplier: float = attrs.field(default=2.0, validator=between(1, 100))
+    jitter: float = attrs.field(default=0.2, validator=between(0, 1))
+    #: Requests in flight at once (over all targets).
+    concurrency: int = attrs.field(default=16, validator=between(1, 1024))
+    #: Due notifications read from the outbox per query.
+    batch_size: int = attrs.field(default=100, validator=between(1, 10_000))
+    #: How often the outbox is looked at when nothing woke the deliverer.
+    poll_interval: float = duration_field(1.0, validator=positive_duration())
+
+    def __attrs_post_init__(self) -> None:
+        if self.backoff_max < self.backoff_initial:
+            raise Problems(
+                [
+                    (
+                        "backoff_max",
+                        f"must be at least backoff_initial ({self.backoff_initial}s), "
+                        f"got {self.backoff_max}s",
+                    )
+                ]
+            )
+
+    def secret_for(self, target: str) -> str | None:
+        """The secret that signs requests to ``target``: the longest matching prefix's, else
+        the global one."""
+        best: WebhookSecret | None = None
+        for entry in self.secrets:
+            if target.startswith(entry.prefix) and (
+                best is None or len(entry.prefix) > len(best.prefix)
+            ):
+                best = entry
+        return best.secret if best is not None else self.secret
 
 
 # --- the whole file -------------------------------------------------------------------------
@@ -778,6 +934,7 @@ class GatewayConfig:
     retry: RetryPolicy = RetryPolicy()
     api: ApiConfig = ApiConfig()
     metrics: MetricsConfig = MetricsConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
 
     def __attrs_post_init__(self) -> None:
         problems = _cross_problems(

@@ -861,7 +861,10 @@ def _doc_section(heading: str) -> str:
         ("## `[rate_limit]`", "RateLimitConfig"),
         ("## `[retry]`", "RetryPolicy"),
         ("## `[api]`", "ApiConfig"),
+        ("### `[[api.keys]]`", "ApiKeyConfig"),
         ("## `[metrics]`", "MetricsConfig"),
+        ("## `[webhooks]`", "WebhooksConfig"),
+        ("### `[[webhooks.secrets]]`", "WebhookSecret"),
     ],
 )
 def test_every_key_is_documented(heading: str, cls: str) -> None:

@@ -1,0 +1,25 @@
+"""Per-key request rate limits: one :class:`~smsgw.ratelimit.TokenBucket` per API key, on
+Trio's clock. A request that finds no token gets HTTP 429 with ``Retry-After``."""
+
+from __future__ import annotations
+
+from smsgw.config import ApiKeyConfig
+from smsgw.ratelimit import TokenBucket
+
+__all__ = ["KeyLimiter"]
+
+
+class KeyLimiter:
+    def __init__(self) -> None:
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def wait_time(self, key: ApiKeyConfig, now: float) -> float:
+        """0 and one request counted, or the seconds until the key may make one."""
+        if key.rate_per_second is None:
+            return 0.0
+        bucket = self._buckets.get(key.name)
+        if bucket is None:
+            burst = key.effective_burst
+            assert burst is not None
+            bucket = self._buckets[key.name] = TokenBucket(key.rate_per_second, burst)
+        return bucket.try_acquire(1, now)

@@ -204,8 +204,8 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )
         # Blocking helper outside any Trio run, so a plain monotonic deadline bounds the wait.
-        deadline = time.monotonic() + self.startup_timeout
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + self.startup_timeout  # wall-clock: blocking, outside Trio
+        while time.monotonic() < deadline:  # wall-clock
             if self._process.poll() is not None:
                 self._process = None
                 return False

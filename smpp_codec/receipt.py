@@ -228,18 +228,42 @@ def _split_fields(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _read_text(raw: str | bytes) -> _TextFields:
-    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
-    text = text.strip(_BLANK)
-    if not text:
-        raise ReceiptError("receipt text is empty")
-    values: dict[str, str] = {}
+#: The specification's layout, fields in order, one space apart: nearly every receipt. One
+#: match reads it; any other text takes the general path (:func:`_split_fields`), which reads
+#: this layout to the same fields (a value here holds no blank, so no key can hide in it).
+_VALUE = r"([^ \t\r\n\f\v\x00]*)"
+_CANONICAL = re.compile(
+    rf"id:{_VALUE} sub:{_VALUE} dlvrd:{_VALUE} submit date:{_VALUE} done date:{_VALUE}"
+    rf" stat:{_VALUE} err:{_VALUE}(?: text:(.*))?",
+    re.IGNORECASE | re.ASCII | re.DOTALL,
+)
+_CANONICAL_KEYS = ("id", "sub", "dlvrd", "submit_date", "done_date", "stat", "err")
+
+
+def _fields(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The known fields and the extra ones of a (stripped, non-empty) receipt text."""
+    canonical = _CANONICAL.fullmatch(text)
+    if canonical is not None:
+        values = dict(zip(_CANONICAL_KEYS, canonical.groups(), strict=False))
+        if canonical.group(8) is not None:
+            values["text"] = canonical.group(8).strip(_BLANK)
+        return values, {}
+    values = {}
     extra: dict[str, str] = {}
     for key, value in _split_fields(text):
         if key in _KNOWN_KEYS:
             values[key] = value
         else:
             extra[key] = value
+    return values, extra
+
+
+def _read_text(raw: str | bytes) -> _TextFields:
+    text = raw.decode("latin-1") if isinstance(raw, bytes) else raw
+    text = text.strip(_BLANK)
+    if not text:
+        raise ReceiptError("receipt text is empty")
+    values, extra = _fields(text)
     stat = values.get("stat")
     return _TextFields(
         message_id=values.get("id") or None,

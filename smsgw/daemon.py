@@ -16,6 +16,16 @@ Signals
       and the running configuration is kept. Sections that only take effect at start
       (:data:`RESTART_ONLY`) keep their running values, with a warning naming each changed key.
 
+Listeners
+    The HTTP API (``[api]``) and, with ``[metrics] port`` set, a metrics listener of its own
+    (otherwise ``/metrics`` is on the API listener) run beside the gateway and stop once it has
+    drained, so status reads keep working during a drain.
+
+systemd (``Type=notify``, :mod:`smsgw.sdnotify`)
+    ``READY=1`` once storage, queue and the listeners are up; ``STOPPING=1`` when a drain
+    starts; ``RELOADING=1`` then ``READY=1`` around a SIGHUP reload; ``WATCHDOG=1`` at half of
+    ``WatchdogSec`` from the main loop while the process runs.
+
 Exit codes (the ``sysexits.h`` values service managers and scripts understand) are
 :class:`ExitCode`; docs/operations.md has the table.
 """
@@ -24,11 +34,12 @@ from __future__ import annotations
 
 import argparse
 import enum
+import functools
 import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +51,7 @@ from .adapters.sqlite import DatabaseError, DatabaseUnavailable
 from .check_config import summary
 from .config import ConfigError, GatewayConfig, LogFormat, LogLevel, load_config
 from .queue.base import QueueUnavailable
+from .sdnotify import SystemdNotifier, watchdog_pings
 from .storage.errors import SchemaError, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -208,6 +220,9 @@ class Daemon:
         self.forced: int | None = None
         self._run_scope: trio.CancelScope | None = None
         self._reload_lock = trio.Lock()
+        self.notify = SystemdNotifier.from_environ()
+        #: The port the HTTP API listens on, once it does.
+        self.api_port: int | None = None
 
     async def run(self) -> int:
         """Serve until stopped; the process exit code."""
@@ -238,21 +253,37 @@ class Daemon:
         from .gateway import Gateway
 
         gateway = Gateway(self.config)
+        stopped = trio.Event()
+
+        async def run_gateway(task_status: trio.TaskStatus[Gateway]) -> None:
+            try:
+                await gateway.run(task_status=task_status)
+            finally:
+                stopped.set()
+
         with trio.CancelScope() as scope:
             self._run_scope = scope
             async with trio.open_nursery() as nursery:
-                self.gateway = await nursery.start(gateway.run)
-                config = self.config
-                log.info(
-                    "gateway ready",
-                    extra={
-                        "version": __version__,
-                        "pid": os.getpid(),
-                        "config": self.config_path,
-                        "summary": summary(config),
-                        "instance": config.gateway.resolved_instance_id(),
-                    },
-                )
+                self.gateway = await nursery.start(run_gateway)
+                # The listeners (and the watchdog) live until the gateway has drained.
+                async with trio.open_nursery() as listeners:
+                    listeners.start_soon(watchdog_pings, self.notify)
+                    addresses = await self._start_listeners(listeners, gateway)
+                    config = self.config
+                    log.info(
+                        "gateway ready",
+                        extra={
+                            "version": __version__,
+                            "pid": os.getpid(),
+                            "config": self.config_path,
+                            "summary": summary(config),
+                            "instance": config.gateway.resolved_instance_id(),
+                            **addresses,
+                        },
+                    )
+                    self.notify.ready(f"running: {summary(config)}")
+                    await stopped.wait()
+                    listeners.cancel_scope.cancel()
         if scope.cancelled_caught:
             if self.forced is not None:
                 log.warning(
@@ -272,6 +303,36 @@ class Daemon:
             log.error("the gateway stopped without being asked to")
             return ExitCode.SOFTWARE
         return ExitCode.OK
+
+    async def _start_listeners(self, nursery: trio.Nursery, gateway: Gateway) -> dict[str, str]:
+        """Start the HTTP API and the metrics (on the API listener or their own) in ``nursery``;
+        their URLs for the log."""
+        from .api.server import serve_api
+        from .metrics import metrics_app, serve_metrics
+
+        config = self.config
+        m = config.metrics
+        urls: dict[str, str] = {}
+        # Any: the metrics app's ASGI types are a little wider than the API's (both are ASGI).
+        routes: dict[str, Any] = {}
+        if m.enabled and not m.on_api_listener:
+            assert m.port is not None
+            serve: Callable[..., Awaitable[None]] = functools.partial(
+                serve_metrics, gateway.metrics, m.listen, m.port, path=m.path
+            )
+            binds: list[str] = await nursery.start(serve)
+            urls["metrics"] = binds[0] + m.path
+        elif m.enabled:
+            routes[m.path] = metrics_app(gateway.metrics, path=m.path)
+        self.api_port = await nursery.start(
+            functools.partial(serve_api, gateway, config, extra_routes=routes)
+        )
+        host = config.api.listen
+        api = f"http://{f'[{host}]' if ':' in host else host}:{self.api_port}"
+        urls["api"] = api
+        if routes:
+            urls["metrics"] = api + m.path
+        return urls
 
     async def _handle_signals(self, receiver: AsyncIterator[int], nursery: trio.Nursery) -> None:
         async for signum in receiver:
@@ -296,6 +357,7 @@ class Daemon:
             return
         grace = self.config.gateway.drain_grace
         scope.deadline = trio.current_time() + grace + STOP_MARGIN
+        self.notify.stopping(f"{reason}: draining")
         if self.gateway is None:
             log.info("%s: stopping (the gateway was not ready yet)", reason)
             scope.cancel()
@@ -310,35 +372,50 @@ class Daemon:
                 log.warning("SIGHUP ignored: the gateway is not ready yet")
                 return
             log.info("SIGHUP: reloading", extra={"config": self.config_path})
+            self.notify.reloading()
             try:
-                with trio.fail_after(READ_TIMEOUT):
-                    loaded = await trio.to_thread.run_sync(
-                        load_config, self.config_path, abandon_on_cancel=True
-                    )
-            except ConfigError as exc:
-                log_config_error(exc, action="reload refused, the running configuration stays")
-                return
-            except trio.TooSlowError:
-                log.error("reload refused: reading the file took over %gs", READ_TIMEOUT)
-                return
-            effective, ignored = plan_reload(self.config, loaded)
-            if ignored:
-                log.warning(
-                    "these changes take effect at the next restart",
-                    extra={"keys": ignored},
+                await self._reload(self.gateway)
+            finally:
+                # Reloaded or not, the service runs (on the configuration it reports).
+                self.notify.ready(f"running: {summary(self.config)}")
+
+    async def _reload(self, gateway: Gateway) -> None:
+        """Load the file again and apply it; on any problem the running configuration stays."""
+        try:
+            with trio.fail_after(READ_TIMEOUT):
+                loaded = await trio.to_thread.run_sync(
+                    load_config, self.config_path, abandon_on_cancel=True
                 )
-            try:
-                with trio.fail_after(RELOAD_TIMEOUT):
-                    await self.gateway.reload(effective)
-            except trio.TooSlowError:
-                log.error("reload did not finish within %gs", RELOAD_TIMEOUT)
-                return
-            except Exception:  # a reload failing must not take the running gateway down
-                log.exception("reload failed; the gateway keeps what it applied")
-                return
-            self.config = effective
-            self.overrides.apply(effective)
-            log.info("reloaded", extra={"summary": summary(effective)})
+        except ConfigError as exc:
+            log_config_error(exc, action="reload refused, the running configuration stays")
+            return
+        except trio.TooSlowError:
+            log.error("reload refused: reading the file took over %gs", READ_TIMEOUT)
+            return
+        effective, ignored = plan_reload(self.config, loaded)
+        if ignored:
+            log.warning(
+                "these changes take effect at the next restart",
+                extra={"keys": ignored},
+            )
+        try:
+            with trio.fail_after(RELOAD_TIMEOUT):
+                await gateway.reload(effective)
+        except trio.TooSlowError:
+            log.error("reload did not finish within %gs", RELOAD_TIMEOUT)
+            return
+        except Exception:  # a reload failing must not take the running gateway down
+            log.exception("reload failed; the gateway keeps what it applied")
+            return
+        if gateway.webhooks is not None:
+            gateway.webhooks.reconfigure(effective.webhooks)
+        known = {p.name for p in self.config.providers}
+        for provider in effective.providers:
+            if provider.name not in known:
+                gateway.metrics.add_provider(provider.name)
+        self.config = effective
+        self.overrides.apply(effective)
+        log.info("reloaded", extra={"summary": summary(effective)})
 
 
 # --- command line ---------------------------------------------------------------------------

@@ -23,9 +23,8 @@ With ``receipts = "final_part"`` only the last part of a message asks for a rece
 receipt's status is applied to the whole message (every part still pending takes it).
 
 Status webhooks go to the message's ``callback_url``, else its client's default
-(:class:`Notifier`). The database does not keep the ``callback_url``, so the notifier remembers
-it for the messages of the last hours (bounded); a receipt for a message it has forgotten (after
-a restart) notifies the client's default target.
+(:class:`Notifier`). The ``callback_url`` is stored with the message (schema v2) and comes back
+with every status change the store reports, so a receipt after a restart still reaches it.
 """
 
 from __future__ import annotations
@@ -45,6 +44,7 @@ from smpp_codec.receipt import DeliveryReceipt, receipt_from_pdu
 from smsgw.config import ProviderConfig, ReceiptMode
 from smsgw.correlation import Correlator, Match, Orphan, receipt_key, resp_key
 from smsgw.messages import Counters, inbound_notification_body, status_notification_body
+from smsgw.metrics import FINAL_STATUSES, Metrics
 from smsgw.model import (
     NewInbound,
     NewNotification,
@@ -64,6 +64,9 @@ log = logging.getLogger("smsgw.dlr")
 #: How a receipt is answered when it could not be recorded: a temporary error, so the SMSC
 #: delivers it again later.
 RETRY_LATER = int(CommandStatus.ESME_RX_T_APPN)
+#: Submit times kept for the submit-to-receipt histogram (oldest forgotten first): parts whose
+#: receipt comes later than this many newer submits are not measured.
+SUBMIT_TIMES = 100_000
 
 
 class Notifier:
@@ -109,8 +112,9 @@ class Notifier:
     def status(
         self, change: StatusChange, callback_url: str | None = None
     ) -> list[NewNotification]:
-        """The webhooks for one aggregated status change (runs in the store's writer task)."""
-        target = self.target(change.message_id, change.client, callback_url)
+        """The webhooks for one aggregated status change (runs in the store's writer task).
+        The message's stored ``callback_url`` (in ``change``) is used when none is given."""
+        target = self.target(change.message_id, change.client, callback_url or change.callback_url)
         if target is None:
             return []
         return [
@@ -147,7 +151,8 @@ class _Parked:
 
 class DlrHandler:
     """See the module docstring. ``providers`` looks a provider's settings up by name (None
-    once it is removed); ``count_receipt`` adds to the provider's statistics."""
+    once it is removed); ``count_receipt`` adds to the provider's statistics; ``webhooks_due``
+    is called after a status write that made webhook notifications (wakes the deliverer)."""
 
     def __init__(
         self,
@@ -157,7 +162,13 @@ class DlrHandler:
         notifier: Notifier,
         providers: Callable[[str], ProviderConfig | None],
         count_receipt: Callable[[str], None] = lambda _provider: None,
+        metrics: Metrics | None = None,
+        webhooks_due: Callable[[], None] = lambda: None,
     ) -> None:
+        self._metrics = metrics if metrics is not None else Metrics(process=False)
+        self._webhooks_due = webhooks_due
+        #: Trio time each recently mapped part was accepted (bounded: :data:`SUBMIT_TIMES`).
+        self._submitted: OrderedDict[PartRef, float] = OrderedDict()
         self._store = store
         self._counters = counters
         self._notifier = notifier
@@ -235,7 +246,11 @@ class DlrHandler:
             key = resp_key(provider, smsc_id, id_format)
         except MessageIdError:
             return
-        for match in self.correlator(provider).mapped(key, part, trio.current_time()):
+        now = trio.current_time()
+        self._submitted[part] = now
+        if len(self._submitted) > SUBMIT_TIMES:
+            self._submitted.popitem(last=False)
+        for match in self.correlator(provider).mapped(key, part, now):
             try:
                 await self._apply(match)
             except StoreError as exc:
@@ -249,6 +264,9 @@ class DlrHandler:
         status = status_for_message_state(receipt.state)
         if status is None:
             return  # ENROUTE / ACCEPTED: the SMSC still holds it; nothing changes
+        submitted = self._submitted.pop(part, None)
+        if submitted is not None:
+            self._metrics.observe_submit_to_receipt(max(0.0, trio.current_time() - submitted))
         config = self._providers(provider)
         whole = config is not None and config.receipts is ReceiptMode.FINAL_PART
         reason = f"receipt from {provider}: {receipt.stat}"
@@ -261,17 +279,33 @@ class DlrHandler:
             part_number=None if whole else part.part_number,
             provider=provider,
         )
+        notified = False
+
+        def notify(change: StatusChange) -> list[NewNotification]:
+            nonlocal notified
+            notifications = self._notifier.status(change)
+            notified = notified or bool(notifications)
+            return notifications
+
         try:
-            await self._store.record_events([event], notify=self._notifier.status)
+            result = await self._store.record_events([event], notify=notify)
         except UnknownMessage:
             # The mapping outlived its message (pruned): nothing to update.
             self._counters.orphaned_receipts += 1
+            self._metrics.receipt_orphaned(provider)
             log.info("receipt for pruned message %s", part.message_id)
+            return
+        for change in result.changes:
+            if change.new in FINAL_STATUSES:
+                self._metrics.message_final(provider, change.new)
+        if notified:
+            self._webhooks_due()
 
     # -- orphans ---------------------------------------------------------------------------
 
     def _orphan(self, orphan: Orphan[_Parked]) -> None:
         self._counters.orphaned_receipts += 1
+        self._metrics.receipt_orphaned(orphan.key.provider)
         log.info(
             "orphaned receipt from %s for SMSC id %s (%s): no message matched",
             orphan.key.provider,

@@ -21,6 +21,7 @@ The tree :meth:`Gateway.run` builds (docs/architecture.md has the whole picture)
         ├── MO reassembly expiry       incomplete multipart MOs -> stored           (supervised)
         ├── provider statistics flush                                               (supervised)
         ├── retention                  prune old rows                               (supervised)
+        ├── webhooks                   the outbox -> HTTP POSTs                     (supervised)
         └── workers nursery
             └── N queue consumers      lease -> route -> limit -> submit -> decide  (supervised)
 
@@ -56,6 +57,7 @@ from smsgw.messages import (
     SubmitRequest,
     validate,
 )
+from smsgw.metrics import Metrics
 from smsgw.mo import MoHandler
 from smsgw.model import MessageStatus, StatusEvent
 from smsgw.payload import MessagePayload, encode_payload
@@ -68,6 +70,7 @@ from smsgw.routing import MessageAttrs, NoRoute, Router
 from smsgw.smpp.inbound import Inbound
 from smsgw.storage import DuplicateId, Store, StoreError, UnknownMessage, open_store
 from smsgw.supervise import Supervisor
+from smsgw.webhooks import WebhookDeliverer
 
 __all__ = [
     "Gateway",
@@ -108,7 +111,9 @@ class GatewayBusy(GatewayUnavailable):
 class Gateway:
     """See the module docstring. ``clock`` is wall-clock epoch seconds (acceptance times,
     validity, the database and the embedded queue); ``rand`` draws every jitter (retries,
-    reconnects, restarts). Webhook targets are set on :attr:`notifier`."""
+    reconnects, restarts). Webhook targets are set on :attr:`notifier`; :attr:`metrics` holds
+    the Prometheus metrics, :attr:`webhooks` the outbox's deliverer (once running).
+    ``deliver_webhooks`` False leaves the outbox undelivered (tests that inspect it)."""
 
     def __init__(
         self,
@@ -116,12 +121,16 @@ class Gateway:
         *,
         clock: Callable[[], float] = time.time,  # wall-clock
         rand: random.Random | None = None,
+        deliver_webhooks: bool = True,
     ) -> None:
         self.config = config
+        self._deliver_webhooks = deliver_webhooks
         self._clock = clock
         self._rng = rand if rand is not None else random.Random()
         self.counters = Counters()
         self.notifier = Notifier()
+        self.metrics = Metrics([p.name for p in config.providers])
+        self.webhooks: WebhookDeliverer | None = None
         self.supervisor = Supervisor(rand=self._rng.random, on_failure=self._task_failed)
         self._settings = Settings.from_config(config)
         self._count_router = Router(config.routes, config.providers)
@@ -190,13 +199,15 @@ class Gateway:
         store: Store,
         task_status: trio.TaskStatus[Gateway],
     ) -> None:
-        manager = ProviderManager(config.providers, rand=self._rng.random)
+        manager = ProviderManager(config.providers, rand=self._rng.random, metrics=self.metrics)
         dlr = DlrHandler(
             store=store,
             counters=self.counters,
             notifier=self.notifier,
             providers=self._provider,
             count_receipt=lambda provider: self._stats_buffer.add(provider, receipts=1),
+            metrics=self.metrics,
+            webhooks_due=self._webhooks_due,
         )
         mo = MoHandler(
             store=store, counters=self.counters, notifier=self.notifier, clock=self._clock
@@ -213,6 +224,12 @@ class Gateway:
             clock=self._clock,
             rng=self._rng,
             instance=config.gateway.resolved_instance_id(),
+            metrics=self.metrics,
+            webhooks_due=self._webhooks_due,
+        )
+        self.metrics.watch(providers=manager, rates=self, queue=queue, outbox=store)
+        self.webhooks = WebhookDeliverer(
+            store, config.webhooks, metrics=self.metrics, clock=self._clock, rand=self._rng.random
         )
         self._queue, self._store, self._manager = queue, store, manager
         self._dlr, self._mo, self._processor = dlr, mo, processor
@@ -224,6 +241,8 @@ class Gateway:
             services.start_soon(run, "mo-expiry", mo.run_expiry)
             services.start_soon(run, "provider-stats", self._flush_stats_forever)
             services.start_soon(run, "retention", self._prune_forever)
+            if self._deliver_webhooks:
+                services.start_soon(run, "webhooks", self.webhooks.run)
             async with trio.open_nursery() as workers:
                 for number in range(config.queue.consumers):
                     workers.start_soon(
@@ -306,8 +325,13 @@ class Gateway:
         is no such provider."""
         return self._settings.limiter.current_rate(provider)
 
-    def _task_failed(self, _name: str, _exc: Exception) -> None:
+    def _task_failed(self, name: str, _exc: Exception) -> None:
         self.counters.task_failures += 1
+        self.metrics.task_restart(name)
+
+    def _webhooks_due(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.wake()
 
     def _provider(self, name: str) -> ProviderConfig | None:
         return self._settings.providers.get(name)

@@ -215,6 +215,8 @@ class NewMessage:
     expires_at: float | None = attrs.field(default=None, validator=_time)
     created_at: float | None = attrs.field(default=None, validator=_time)
     reason: str = attrs.field(default="accepted", validator=attrs.validators.instance_of(str))
+    #: Where this message's status webhooks go (None: its client's default).
+    callback_url: str | None = attrs.field(default=None, validator=_optional_non_empty)
 
 
 @attrs.frozen
@@ -350,6 +352,7 @@ class Message:
     provider: str | None  # the last provider that handled it
     schedule_at: float | None
     expires_at: float | None
+    callback_url: str | None = None  # where its status webhooks go (None: the client's default)
 
 
 @attrs.frozen
@@ -403,6 +406,8 @@ class StatusChange:
     new: MessageStatus
     reason: str
     at: float
+    #: The message's own webhook target, as stored with it (None: its client's default).
+    callback_url: str | None = None
 
 
 @attrs.frozen

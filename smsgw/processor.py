@@ -53,6 +53,7 @@ from smpp_codec.smpptime import format_relative
 from smsgw.config import GatewayConfig, ProviderConfig, RateUnit, ReceiptMode
 from smsgw.dlr import DlrHandler, Notifier
 from smsgw.messages import Counters
+from smsgw.metrics import Metrics
 from smsgw.model import (
     FINAL_STATUSES,
     MessageStatus,
@@ -76,7 +77,14 @@ from smsgw.providers import ProviderManager, ProviderUnavailable
 from smsgw.queue.base import Lease, LeaseLost, Queue, QueueError
 from smsgw.ratelimit import ProviderLimiter, RateLimiter
 from smsgw.retry import Outcome, classify_exception
-from smsgw.routing import MessageAttrs, NoRoute, RouteDecision, Router, next_provider
+from smsgw.routing import (
+    CachedHealth,
+    MessageAttrs,
+    NoRoute,
+    RouteDecision,
+    Router,
+    next_provider,
+)
 from smsgw.storage import DuplicateId, MessageStateError, Store, StoreError, UnknownMessage
 from smsgw.storage.writes import RecordResult
 
@@ -87,6 +95,8 @@ log = logging.getLogger("smsgw.processor")
 #: Throttles of one part retried in place (after the AIMD pause) before the message is given
 #: back to the queue.
 MAX_INLINE_THROTTLES = 3
+#: How long a provider's health answer is reused for routing (seconds).
+HEALTH_TTL = 0.1
 #: Longest time spent acking and giving back a batch's messages (shielded from cancellation).
 _SETTLE_TIMEOUT = 5.0
 
@@ -229,8 +239,13 @@ class Processor:
         clock: Callable[[], float],
         rng: random.Random,
         instance: str = "smsgw",
+        metrics: Metrics | None = None,
+        webhooks_due: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
+        self._metrics = metrics if metrics is not None else Metrics(process=False)
+        #: Called after a status write that made webhook notifications (wakes the deliverer).
+        self._webhooks_due = webhooks_due
         self._store = store
         self._queue = queue
         self._manager = manager
@@ -243,6 +258,8 @@ class Processor:
         self._instance = instance
         self._stopping = False
         self._work = trio.Event()
+        #: Provider health for routing, cached briefly (asked for every message).
+        self._healthy = CachedHealth(manager.healthy, ttl=HEALTH_TTL, clock=trio.current_time)
         #: Idle polling: from this interval, doubling up to the maximum while the queue is empty.
         self.idle_poll = (0.005, 0.25)
 
@@ -388,7 +405,7 @@ class Processor:
                 client=payload.client_id,
                 provider=payload.provider,
             ),
-            healthy=self._manager.healthy,
+            healthy=self._healthy,
         )
         if isinstance(decision, NoRoute):
             return await self._fail(job, decision.reason)
@@ -584,6 +601,9 @@ class Processor:
                 if outcome is None:
                     raise  # not an SMPP or transport error: a bug, for the supervisor
                 reason = _describe(exc, provider)
+                status = getattr(exc, "command_status", None)
+                if status is not None:  # an answer (not a timeout or a lost link)
+                    self._metrics.submit_result(provider, status)
                 if outcome is Outcome.THROTTLE:
                     self._counters.throttled += 1
                     self._stats.add(provider, throttled=1)
@@ -616,6 +636,8 @@ class Processor:
             latency_sum=max(0.0, self._clock() - started),
             latency_count=1,
         )
+        self._metrics.submit_result(provider, 0)
+        self._metrics.observe_enqueue_to_submit(max(0.0, self._clock() - started))
         self._notifier.remember(payload.id, payload.callback_url)
         ref = PartRef(payload.id, part)
         mapping = SmscIdMapping(
@@ -628,42 +650,36 @@ class Processor:
             part_number=part,
             provider=provider,
         )
-        mapped = True
-        failures: list[StoreError] = []
+        callback_url = payload.callback_url
+        notified = False
 
-        async def map_id() -> None:
-            nonlocal mapped
-            try:
-                await self._store.map_smsc_ids([mapping])
-            except MessageIdError as exc:
-                mapped = False
-                log.warning(
-                    "%s accepted part %d of %s with an unusable message id %r: receipts cannot"
-                    " be matched (%s)",
-                    provider,
-                    part,
-                    payload.id,
-                    smsc_id,
-                    exc,
-                )
-            except StoreError as exc:
-                failures.append(exc)
-
-        async def record() -> None:
-            try:
-                await self._record(job, [event])
-            except StoreError as exc:
-                failures.append(exc)
+        def notify(change: StatusChange) -> list[NewNotification]:
+            nonlocal notified
+            notifications = self._notifier.status(change, callback_url)
+            notified = notified or bool(notifications)
+            return notifications
 
         # Both writes handed over at once: they share a group commit. The DLR handler is told
         # only once the mapping is committed (receipts that came earlier are parked).
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(map_id)
-            nursery.start_soon(record)
-        if failures:
-            raise failures[0]
-        if mapped:
-            await self._dlr.mapped(provider, smsc_id, config.message_id_format, ref)
+        try:
+            await self._store.map_and_record([mapping], [event], notify=notify)
+        except MessageIdError as exc:
+            # Refused before anything was written: record the event alone.
+            log.warning(
+                "%s accepted part %d of %s with an unusable message id %r: receipts cannot"
+                " be matched (%s)",
+                provider,
+                part,
+                payload.id,
+                smsc_id,
+                exc,
+            )
+            await self._record(job, [event])
+            return
+        job.row_known = True
+        if notified:
+            self._webhooks_due()
+        await self._dlr.mapped(provider, smsc_id, config.message_id_format, ref)
 
     # -- outcomes --------------------------------------------------------------------------
 
@@ -737,8 +753,13 @@ class Processor:
             return RecordResult((), ())
         payload = job.payload
 
+        notified = False
+
         def notify(change: StatusChange) -> list[NewNotification]:
-            return self._notifier.status(change, payload.callback_url)
+            nonlocal notified
+            notifications = self._notifier.status(change, payload.callback_url)
+            notified = notified or bool(notifications)
+            return notifications
 
         try:
             result = await self._store.record_events(events, notify=notify)
@@ -748,6 +769,12 @@ class Processor:
             await self._rebuild_row(job)
             result = await self._store.record_events(events, notify=notify)
         job.row_known = True
+        provider = events[0].provider or (job.tried[-1] if job.tried else None)
+        for change in result.changes:
+            if change.new in FINAL_STATUSES:
+                self._metrics.message_final(provider, change.new)
+        if notified:
+            self._webhooks_due()
         return result
 
     async def _rebuild_row(self, job: _Job) -> None:
@@ -778,4 +805,5 @@ def new_message(payload: MessagePayload, parts: int, *, rebuilt: bool = False) -
         expires_at=payload.expires_at,
         created_at=payload.created_at,
         reason="accepted (row rebuilt from the queue)" if rebuilt else "accepted",
+        callback_url=payload.callback_url,
     )

@@ -30,6 +30,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
+from typing import Protocol
 
 import attrs
 import trio
@@ -63,6 +64,14 @@ __all__ = [
 ]
 
 log = logging.getLogger("smsgw.providers")
+
+
+class ConnectionMetrics(Protocol):
+    """What the manager reports about its links (:class:`smsgw.metrics.Metrics` has these)."""
+
+    def reconnect(self, provider: str) -> None: ...
+
+    def enquire_link_rtt(self, provider: str, seconds: float) -> None: ...
 
 
 class ProviderUnavailable(SessionClosed):
@@ -172,6 +181,8 @@ class _Slot:
         self.cancel_scope = trio.CancelScope()
         #: Times the client itself failed and was replaced (a bug, counted and logged).
         self.crashes = 0
+        #: A client in this slot was bound once: binding again is a reconnect.
+        self.bound_before = False
 
     @property
     def bound(self) -> bool:
@@ -265,7 +276,8 @@ class ProviderManager:
 
     ``rand`` (floats in [0, 1)) draws the reconnect jitter and ``connector`` opens the streams
     (both for tests, passed to every :class:`SmppClient`); ``health`` is the routing rule;
-    ``inbound_buffer`` bounds :attr:`inbound`.
+    ``inbound_buffer`` bounds :attr:`inbound`; ``metrics`` hears of reconnects and enquire_link
+    round trips.
     """
 
     def __init__(
@@ -276,8 +288,10 @@ class ProviderManager:
         connector: Connector = open_stream,
         health: HealthPolicy | None = None,
         inbound_buffer: int = 64,
+        metrics: ConnectionMetrics | None = None,
     ) -> None:
         self._configs = _by_name(providers)
+        self._metrics = metrics
         self._rand = rand
         self._connector = connector
         self._policy = health if health is not None else HealthPolicy()
@@ -614,6 +628,11 @@ class ProviderManager:
                         rand=self._rand,
                         connector=self._connector,
                         on_state=functools.partial(self._on_state, pool, slot),
+                        on_enquire_link_rtt=(
+                            None
+                            if self._metrics is None
+                            else functools.partial(self._metrics.enquire_link_rtt, pool.name)
+                        ),
                         name=name,
                     )
                     slot.client = client
@@ -637,6 +656,10 @@ class ProviderManager:
 
     def _on_state(self, pool: _Pool, slot: _Slot, state: ClientState) -> None:
         previous, slot.state = slot.state, state
+        if state is ClientState.BOUND and previous is not ClientState.BOUND:
+            if slot.bound_before and self._metrics is not None:
+                self._metrics.reconnect(pool.name)
+            slot.bound_before = True
         if state is ClientState.BACKOFF and previous is not ClientState.BACKOFF:
             # A connection attempt, a bind or a bound link failed (counted once per failure:
             # the client reports BACKOFF twice for a lost link).

@@ -6,8 +6,9 @@ number of seconds to wait. The caller sleeps and asks again.
 
 - :class:`TokenBucket`: ``rate`` tokens per second, at most ``burst`` saved up. Over any
   interval of length ``T`` it grants at most ``burst + rate * T`` tokens.
-- :class:`AimdController`: the adaptive part. A throttling answer from the SMSC cuts the rate
-  multiplicatively and pauses sending; then the rate grows back linearly while sends succeed,
+- :class:`AimdController`: the adaptive part. Throttling answers from the SMSC cut the rate
+  multiplicatively (at most once per pause window, in proportion to the share of answers that
+  were throttles) and pause sending; then the rate grows back linearly while sends succeed,
   never above the configured rate (additive increase, multiplicative decrease, as TCP does).
 - :class:`ProviderLimiter`: one provider's bucket driven by its controller.
 - :class:`RateLimiter`: the global limit AND each provider's, granted atomically (tokens are
@@ -117,12 +118,26 @@ class TokenBucket:
 class AimdController:
     """The adaptive rate of one provider, between ``floor`` and ``ceiling`` (msg/s).
 
-    - :meth:`on_throttle`: ``rate = max(floor, rate * decrease_factor)`` and no sending for
-      ``pause`` seconds. Throttles arriving while that pause lasts do not cut again: they are
-      the answers to requests that were already in flight when the first one came.
+    A throttling answer is evidence of overload in proportion to how many answers are
+    throttles: an SMSC that is really pushed past its limit throttles most submissions, while
+    one that throttles 1% of them at random is not asking for half the traffic. So a cut scales
+    with the *share* of throttled answers since the previous cut (as DCTCP scales its cut with
+    the share of marked packets):
+
+    - :meth:`on_throttle`: at most one cut per ``pause`` window. With ``share`` the throttled
+      fraction of the answers since the last cut (this one included; 1 when nothing else came),
+      ``rate = max(floor, rate * (1 - (1 - decrease_factor) * share))`` and no sending for
+      ``pause * share`` seconds. Everything throttled (``share`` 1) is the classic AIMD step:
+      the rate multiplied by ``decrease_factor``, sending paused for ``pause``. Throttles
+      arriving within the window do not cut again: they answer requests that were in flight.
     - :meth:`on_success`: the rate grows by ``increase_per_second`` for every second since the
       end of the last pause (counted up to each success), up to ``ceiling``. Growth is applied
       when a success is reported, so a provider that is not being used does not grow.
+
+    Under sustained overload the first throttle may see a small share (many successes came
+    before it); the next window's cut sees the real one, so the rate converges within a few
+    windows. Under 1% random throttling a window's cut is ~0.5% and its pause ~1% of the
+    window, which the additive growth restores at once: the rate stays near the ceiling.
     """
 
     def __init__(
@@ -150,7 +165,11 @@ class AimdController:
         self.increase_per_second = float(increase_per_second)
         self._rate = self.ceiling
         self._paused_until: float | None = None
+        self._window_until: float | None = None
         self._grown_at: float | None = None
+        # Answers (successes and throttles) and throttles since the last cut.
+        self._answers = 0
+        self._throttles = 0
 
     @property
     def current_rate(self) -> float:
@@ -165,15 +184,21 @@ class AimdController:
 
     def on_throttle(self, now: float) -> bool:
         """A throttling answer arrived at ``now``; True when it cut the rate."""
-        if self._paused_until is not None and now < self._paused_until:
+        self._answers += 1
+        self._throttles += 1
+        if self._window_until is not None and now < self._window_until:
             return False
-        self._rate = max(self.floor, self._rate * self.decrease_factor)
-        self._paused_until = now + self.pause
+        share = self._throttles / self._answers
+        self._answers = self._throttles = 0
+        self._rate = max(self.floor, self._rate * (1.0 - (1.0 - self.decrease_factor) * share))
+        self._window_until = now + self.pause
+        self._paused_until = now + self.pause * share
         self._grown_at = self._paused_until
         return True
 
     def on_success(self, now: float) -> None:
         """A submit was accepted at ``now``: grow the rate for the time since the last growth."""
+        self._answers += 1
         if self._grown_at is None or self._rate >= self.ceiling:
             self._grown_at = now
             return

@@ -42,6 +42,7 @@ import attrs
 from .config import ProviderConfig, RouteConfig
 
 __all__ = [
+    "CachedHealth",
     "Health",
     "MessageAttrs",
     "NoRoute",
@@ -84,6 +85,32 @@ class NoRoute:
     reason: str
 
 
+class CachedHealth:
+    """A health predicate whose answers are kept for ``ttl`` seconds of ``clock``.
+
+    Asking a provider manager for health costs a look at its connections and error window; the
+    answer changes on the scale of seconds, while the processor asks for every message. A short
+    TTL (a tenth of a second) keeps routing current without paying that per message.
+    """
+
+    def __init__(
+        self, healthy: Callable[[str], bool], *, ttl: float, clock: Callable[[], float]
+    ) -> None:
+        self._healthy = healthy
+        self._ttl = ttl
+        self._clock = clock
+        self._answers: dict[str, tuple[bool, float]] = {}
+
+    def __call__(self, name: str) -> bool:
+        now = self._clock()
+        cached = self._answers.get(name)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        answer = self._healthy(name)
+        self._answers[name] = (answer, now + self._ttl)
+        return answer
+
+
 def _health_predicate(healthy: Health) -> Callable[[str], bool]:
     if healthy is None:
         return lambda _name: True
@@ -104,8 +131,13 @@ class _Tier:
 
     def order(self, is_healthy: Callable[[str], bool]) -> tuple[list[str], list[str]]:
         """(healthy members with this message's pick first, unhealthy members)."""
-        healthy = [i for i, name in enumerate(self.names) if is_healthy(name)]
-        unhealthy = [self.names[i] for i in range(len(self.names)) if i not in healthy]
+        healthy: list[int] = []
+        unhealthy: list[str] = []
+        for i, name in enumerate(self.names):
+            if is_healthy(name):
+                healthy.append(i)
+            else:
+                unhealthy.append(name)
         if self.weights is None or len(healthy) <= 1:
             return [self.names[i] for i in healthy], unhealthy
         pick = self._pick(healthy)

@@ -68,7 +68,8 @@ async def open_stream(config: ClientConfig) -> trio.abc.Stream:
 class SmppClient:
     """See the module docstring. ``rand`` (floats in [0, 1)) drives the backoff jitter and
     ``connector`` opens the streams (both are there for tests); ``on_state`` is called with
-    every new state (for metrics)."""
+    every new state and ``on_enquire_link_rtt`` with each enquire_link round trip in seconds
+    (for metrics)."""
 
     def __init__(
         self,
@@ -77,6 +78,7 @@ class SmppClient:
         rand: Callable[[], float] = random.random,
         connector: Connector = open_stream,
         on_state: Callable[[ClientState], None] | None = None,
+        on_enquire_link_rtt: Callable[[float], None] | None = None,
         name: str = "smpp",
     ) -> None:
         self.config = config
@@ -90,6 +92,7 @@ class SmppClient:
         self.backoff = Backoff(config.backoff, rand)
         self._connector = connector
         self._on_state = on_state
+        self._on_enquire_link_rtt = on_enquire_link_rtt
         self._inbound_send, self.inbound = trio.open_memory_channel[Inbound](config.inbound_buffer)
         self._tx: SmppConnection | None = None
         self._conns: list[SmppConnection] = []
@@ -202,6 +205,7 @@ class SmppClient:
                 inbound=self._inbound_send if kind.receives else None,
                 counters=self.counters,
                 name=f"{self.name}/{kind.value}",
+                on_enquire_link_rtt=self._on_enquire_link_rtt,
             )
             for stream, kind in zip(streams, kinds, strict=True)
         ]

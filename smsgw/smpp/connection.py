@@ -23,7 +23,7 @@ import collections
 import enum
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import trio
@@ -129,8 +129,11 @@ class SmppConnection:
         inbound: trio.MemorySendChannel[Inbound] | None = None,
         counters: Counters | None = None,
         name: str = "smpp",
+        on_enquire_link_rtt: Callable[[float], None] | None = None,
     ) -> None:
         self.stream = stream
+        #: Told each enquire_link round trip in seconds (for metrics).
+        self.on_enquire_link_rtt = on_enquire_link_rtt
         self.config = config
         self.kind = kind
         self.name = name
@@ -410,6 +413,7 @@ class SmppConnection:
                 await trio.sleep_until(due)
                 continue
             self.counters.enquire_links_sent += 1
+            sent_at = trio.current_time()
             try:
                 await self.request(
                     EnquireLink(sequence_number=0), timeout=self.config.response_timeout
@@ -423,6 +427,8 @@ class SmppConnection:
             except SmppClientError:
                 return
             self.counters.enquire_links_answered += 1
+            if self.on_enquire_link_rtt is not None:
+                self.on_enquire_link_rtt(trio.current_time() - sent_at)
 
     # -- event handling ----------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ Query = tuple[str, list[Any]]
 
 MESSAGE_COLUMNS = (
     "id, status, source, destination, part_count, client, client_ref, text, created_at,"
-    " updated_at, reason, provider, schedule_at, expires_at, seq"
+    " updated_at, reason, provider, schedule_at, expires_at, seq, callback_url"
 )
 INBOUND_COLUMNS = (
     "seq, id, provider, source, destination, payload, data_coding, text, part_count, received_at"

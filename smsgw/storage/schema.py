@@ -157,9 +157,14 @@ _V1 = (
     "CREATE INDEX provider_stats_minute ON provider_stats (minute)",
 )
 
+# A message's own webhook target, so that the receipts of a message submitted before a restart
+# still notify it (the processor's memory of it is gone by then).
+_V2 = ("ALTER TABLE messages ADD COLUMN callback_url TEXT",)
+
 #: (version, description, statements), in order. Append only.
 MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (1, "messages, parts, events, smsc_ids, inbound, notifications, provider_stats", _V1),
+    (2, "messages.callback_url", _V2),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

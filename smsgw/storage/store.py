@@ -58,7 +58,7 @@ from smsgw.storage.errors import (
 )
 from smsgw.storage.retention import PruneReport
 from smsgw.storage.schema import migrate
-from smsgw.storage.writer import Writer, WriterStats
+from smsgw.storage.writer import OpKind, Writer, WriterStats
 from smsgw.storage.writes import Notify, RecordResult
 
 __all__ = [
@@ -171,6 +171,7 @@ def _message(row: Row) -> Message:
         provider=row[11],
         schedule_at=row[12],
         expires_at=row[13],
+        callback_url=row[15],
     )
 
 
@@ -299,6 +300,37 @@ class Store:
         )
         if payload:
             await self._writer.submit(writes.MAP_SMSC_IDS, payload)
+
+    async def map_and_record(
+        self,
+        mappings: Sequence[SmscIdMapping],
+        events: Sequence[StatusEvent],
+        *,
+        notify: Notify | None = None,
+    ) -> RecordResult:
+        """:meth:`map_smsc_ids` and :meth:`record_events` handed to the writer together, so
+        they share a group commit (what the processor does for every accepted part). Both are
+        settled when this returns; the first error is raised (a ``MessageIdError`` of a mapping
+        before anything is written)."""
+        _check_items("mappings", mappings, SmscIdMapping)
+        _check_items("events", events, StatusEvent)
+        if notify is not None and not callable(notify):
+            raise TypeError(f"notify must be callable, got {notify!r}")
+        items: list[tuple[OpKind, Any]] = []
+        if mappings:
+            mapped = tuple(
+                writes.MappedId(m, resp_key(m.provider, m.smsc_id, m.id_format), self._time(m.at))
+                for m in mappings
+            )
+            items.append((writes.MAP_SMSC_IDS, mapped))
+        if events:
+            op = writes.RecordEvents(tuple((e, self._time(e.at)) for e in events), notify)
+            items.append((writes.RECORD_EVENTS, op))
+        if not items:
+            return RecordResult((), ())
+        results = await self._writer.submit_many(items)
+        result: RecordResult = results[-1] if events else RecordResult((), ())
+        return result
 
     async def store_inbound(
         self, messages: Sequence[NewInbound], notifications: Sequence[NewNotification] = ()

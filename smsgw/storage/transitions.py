@@ -49,9 +49,24 @@ class MessageRecord:
     updated_at: float
     provider: str | None
     parts: dict[int, PartRecord]
+    callback_url: str | None = None
 
     def copy(self) -> MessageRecord:
-        return attrs.evolve(self, parts={n: attrs.evolve(p) for n, p in self.parts.items()})
+        # Built directly, not with attrs.evolve: this runs for every event the store records.
+        return MessageRecord(
+            self.id,
+            self.client,
+            self.client_ref,
+            self.status,
+            self.reason,
+            self.updated_at,
+            self.provider,
+            {
+                n: PartRecord(p.status, p.reason, p.updated_at, p.provider)
+                for n, p in self.parts.items()
+            },
+            self.callback_url,
+        )
 
 
 @attrs.frozen
@@ -130,6 +145,7 @@ def apply_event(record: MessageRecord, event: StatusEvent, at: float) -> Applied
             new=new,
             reason=event.reason,
             at=at,
+            callback_url=record.callback_url,
         )
     if event.provider is not None and record.provider != event.provider:
         record.provider = event.provider

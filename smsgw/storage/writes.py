@@ -102,7 +102,7 @@ async def _create_messages(
             status = initial_status(m.schedule_at, created_at).value
             messages.append(
                 (m.id, status, m.source, m.destination, m.parts, m.client, m.client_ref, m.text,
-                 created_at, created_at, m.reason, m.schedule_at, m.expires_at)
+                 created_at, created_at, m.reason, m.schedule_at, m.expires_at, m.callback_url)
             )  # fmt: skip
             for number in range(1, m.parts + 1):
                 parts.append((m.id, number, status, created_at, m.reason))
@@ -110,8 +110,8 @@ async def _create_messages(
             events.append((m.id, None, status, m.reason, created_at, 1))
     await tx.executemany(
         "INSERT INTO messages (id, status, source, destination, part_count, client, client_ref,"
-        " text, created_at, updated_at, reason, schedule_at, expires_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " text, created_at, updated_at, reason, schedule_at, expires_at, callback_url)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         messages,
     )
     await tx.executemany(
@@ -253,12 +253,17 @@ class RecordEvents:
     notify: Notify | None
 
 
+#: A status from its stored value (a dict lookup: ``MessageStatus(value)`` is much slower, and
+#: this runs for every part of every message a batch of events touches).
+_STATUS = {status.value: status for status in MessageStatus}
+
+
 async def _load(tx: Transaction, ids: Sequence[str]) -> dict[str, MessageRecord]:
     records: dict[str, MessageRecord] = {}
     for chunk in chunks(ids):
         rows = await tx.fetch(
             "SELECT m.id, m.client, m.client_ref, m.status, m.reason, m.updated_at, m.provider,"
-            " p.part_number, p.status, p.reason, p.updated_at, p.provider"
+            " p.part_number, p.status, p.reason, p.updated_at, p.provider, m.callback_url"
             " FROM messages AS m JOIN parts AS p ON p.message_id = m.id"
             f" WHERE m.id IN ({marks(len(chunk))})",
             chunk,
@@ -270,13 +275,14 @@ async def _load(tx: Transaction, ids: Sequence[str]) -> dict[str, MessageRecord]
                     id=row[0],
                     client=row[1],
                     client_ref=row[2],
-                    status=MessageStatus(row[3]),
+                    status=_STATUS[row[3]],
                     reason=row[4],
                     updated_at=row[5],
                     provider=row[6],
                     parts={},
+                    callback_url=row[12],
                 )
-            record.parts[row[7]] = PartRecord(MessageStatus(row[8]), row[9], row[10], row[11])
+            record.parts[row[7]] = PartRecord(_STATUS[row[8]], row[9], row[10], row[11])
     return records
 
 

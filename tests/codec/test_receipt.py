@@ -808,3 +808,33 @@ def test_hostile_pdus_give_none_a_receipt_or_receipt_error(
     else:
         assert receipt is not None
         assert receipt.message_id
+
+
+# --- the canonical layout's fast path ---------------------------------------------------------
+
+_VALUE_CHARS = st.characters(
+    codec="latin-1", blacklist_characters=" \t\r\n\f\v\x00\x1c\x1d\x1e\x1f\x85\xa0"
+)
+
+
+@given(
+    values=st.lists(st.text(_VALUE_CHARS, max_size=12), min_size=7, max_size=7),
+    text=st.none() | st.text(st.characters(codec="latin-1"), max_size=30),
+    upper=st.booleans(),
+)
+def test_the_canonical_fast_path_reads_what_the_general_path_reads(
+    values: list[str], text: str | None, upper: bool
+) -> None:
+    from smpp_codec.receipt import _BLANK, _CANONICAL, _KNOWN_KEYS, _fields, _split_fields
+
+    keys = ["id", "sub", "dlvrd", "submit date", "done date", "stat", "err"]
+    fields = zip(keys, values, strict=True)
+    receipt = " ".join(f"{k.upper() if upper else k}:{v}" for k, v in fields)
+    if text is not None:
+        receipt += f" Text:{text}"
+    receipt = receipt.strip(_BLANK)
+    assert _CANONICAL.fullmatch(receipt) is not None
+    general = dict(_split_fields(receipt))
+    expected_known = {k: v for k, v in general.items() if k in _KNOWN_KEYS}
+    expected_extra = {k: v for k, v in general.items() if k not in _KNOWN_KEYS}
+    assert _fields(receipt) == (expected_known, expected_extra)

@@ -50,6 +50,9 @@ def _config_text(tmp_path: Path, port: int) -> str:
 state_dir = "{(tmp_path / "state").as_posix()}"
 drain_grace = "10s"
 
+[api]
+port = 0
+
 [queue]
 consumers = {CONSUMERS}
 lease_batch = {LEASE_BATCH}

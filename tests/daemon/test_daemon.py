@@ -37,6 +37,9 @@ def _gateway_toml(tmp_path: Path, grace: str = "10s") -> str:
 state_dir = "{(tmp_path / "state").as_posix()}"
 drain_grace = "{grace}"
 
+[api]
+port = 0
+
 [queue]
 visibility_timeout = "5s"
 """

@@ -11,7 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from smsgw.config import RouteConfig, RouteTarget
-from smsgw.routing import MessageAttrs, NoRoute, RouteDecision, Router, next_provider
+from smsgw.routing import (
+    CachedHealth,
+    MessageAttrs,
+    NoRoute,
+    RouteDecision,
+    Router,
+    next_provider,
+)
 
 
 def route(
@@ -253,3 +260,23 @@ def test_every_candidate_is_tried_exactly_once_on_failover(
             tried.append(name)
             assert len(tried) <= len(names)
         assert sorted(tried) == sorted(names)
+
+
+def test_cached_health_reuses_an_answer_for_its_ttl_only() -> None:
+    now = [0.0]
+    asked: list[str] = []
+    up = {"a"}
+
+    def healthy(name: str) -> bool:
+        asked.append(name)
+        return name in up
+
+    cached = CachedHealth(healthy, ttl=0.1, clock=lambda: now[0])
+    assert [cached("a"), cached("b"), cached("a")] == [True, False, True]
+    assert asked == ["a", "b"]
+    up.clear()
+    now[0] = 0.05
+    assert cached("a") is True  # still the answer from time 0
+    now[0] = 0.1
+    assert cached("a") is False  # expired: asked again
+    assert asked == ["a", "b", "a"]

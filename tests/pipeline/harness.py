@@ -163,7 +163,10 @@ class Harness:
     ) -> Gateway:
         import random
 
-        gateway = Gateway(config, clock=clock or time.time, rand=random.Random(7))  # wall-clock
+        # The tests inspect the webhook outbox (and its targets are not real servers).
+        gateway = Gateway(
+            config, clock=clock or time.time, rand=random.Random(7), deliver_webhooks=False
+        )  # wall-clock
         with trio.fail_after(10):
             await self.nursery.start(gateway.run)
         self.gateways.append(gateway)

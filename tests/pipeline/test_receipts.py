@@ -144,3 +144,30 @@ async def test_with_final_part_receipts_the_last_receipt_settles_every_part(
         view = await wait_status(gateway, accepted.id, S.DELIVERED)
     assert [p.status for p in view.parts] == [S.DELIVERED] * 3
     assert gateway.stats().receipts == 1  # only the last part asked for one
+
+
+async def test_a_receipt_after_a_restart_still_notifies_the_messages_callback_url(
+    harness: Harness,
+) -> None:
+    # The receipt comes 1.5 s after the submission: by then the gateway that sent the message
+    # has stopped and a new one (fresh memory, same database) is bound in its place.
+    sim = await harness.simulator(SimulatorConfig(seed=2, receipts=ReceiptConfig(delay=1.5)))
+    config = harness.config([provider("a", sim.port)])
+    first = await harness.gateway(config)
+    with trio.fail_after(30):
+        (accepted,) = await first.submit(
+            [
+                SubmitRequest(
+                    to="4915112345", source="ACME", text="hi", callback_url="https://c.test/dlr"
+                )
+            ]
+        )
+        assert isinstance(accepted, Accepted)
+        await wait_status(first, accepted.id, S.SUBMITTED)
+        await first.drain(2.0)
+        harness.gateways.remove(first)
+        second = await harness.gateway(config)
+        await wait_status(second, accepted.id, S.DELIVERED)
+        notes = await second.store.pending_notifications()
+    delivered = [n for n in notes if n.subject == accepted.id and '"delivered"' in n.body]
+    assert [n.target for n in delivered] == ["https://c.test/dlr"]

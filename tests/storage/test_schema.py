@@ -38,8 +38,9 @@ async def test_schema_is_created_once_and_versioned(db_path: Path, clock: FakeCl
             async with open_store(db_path, clock=clock):
                 pass
     assert TABLES | {"schema_version"} <= tables(db_path)
+    # One row per migration, each applied once.
     assert read(db_path, "SELECT component, version, applied_at FROM schema_version") == [
-        ("storage", SCHEMA_VERSION, START)
+        ("storage", version, START) for version in range(1, SCHEMA_VERSION + 1)
     ]
     assert [version for version, _, _ in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
 
@@ -55,8 +56,45 @@ async def test_two_processes_opening_a_new_file_at_once(db_path: Path, clock: Fa
         async with trio.open_nursery() as nursery:
             nursery.start_soon(open_one)
             nursery.start_soon(open_one)
-    assert read(db_path, "SELECT count(*) FROM schema_version") == [(1,)]
+    assert read(db_path, "SELECT count(*) FROM schema_version") == [(SCHEMA_VERSION,)]
     assert read(db_path, "SELECT count(*) FROM messages") == [(2,)]
+
+
+async def test_a_version_1_database_is_migrated_and_keeps_its_messages(
+    db_path: Path, clock: FakeClock
+) -> None:
+    # A file as the first release left it: only migration 1, one message in it.
+    conn = sqlite3.connect(db_path)
+    with conn:
+        conn.execute(
+            "CREATE TABLE schema_version (component TEXT NOT NULL, version INTEGER NOT NULL,"
+            " applied_at REAL NOT NULL, PRIMARY KEY (component, version))"
+        )
+        _version, _description, statements = MIGRATIONS[0]
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_version VALUES ('storage', 1, 0)")
+        conn.execute(
+            "INSERT INTO messages (id, status, source, destination, part_count, created_at,"
+            " updated_at, reason) VALUES ('old', 'queued', 'a', '1', 1, 5, 5, 'accepted')"
+        )
+        conn.execute(
+            "INSERT INTO parts (message_id, part_number, status, updated_at, reason)"
+            " VALUES ('old', 1, 'queued', 5, 'accepted')"
+        )
+    conn.close()
+    with trio.fail_after(T):
+        async with open_store(db_path, clock=clock) as store:
+            await store.create_messages(
+                [NewMessage(id="new", source="a", destination="1", callback_url="http://h/cb")]
+            )
+            old = await store.get_message("old")
+            new = await store.get_message("new")
+    assert old is not None and old.message.callback_url is None
+    assert new is not None and new.message.callback_url == "http://h/cb"
+    assert read(db_path, "SELECT version FROM schema_version ORDER BY version") == [
+        (v,) for v in range(1, SCHEMA_VERSION + 1)
+    ]
 
 
 async def test_a_newer_schema_is_refused(db_path: Path, clock: FakeClock) -> None:

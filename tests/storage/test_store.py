@@ -266,6 +266,40 @@ async def test_map_smsc_ids_refuses_unknown_parts_and_bad_ids(store: Store) -> N
             await store.map_smsc_ids([SmscIdMapping("p", "  ", "m", 1)])
 
 
+async def test_map_and_record_share_one_commit(store: Store, clock: FakeClock) -> None:
+    notified: list[StatusChange] = []
+
+    def notify(change: StatusChange) -> list[NewNotification]:
+        notified.append(change)
+        return []
+
+    with trio.fail_after(T):
+        await store.create_messages([msg("m", callback_url="https://c/cb")])
+        before = store.writer_stats().transactions
+        result = await store.map_and_record(
+            [SmscIdMapping("p", "77", "m", 1)],
+            [ev("m", S.SUBMITTED, "accepted", part_number=1, provider="p")],
+            notify=notify,
+        )
+        transactions = store.writer_stats().transactions - before
+        part = await store.find_part_by_smsc_id("p", "77")
+        detail = await store.get_message("m")
+        # An unusable id is refused before anything is written.
+        with pytest.raises(MessageIdError):
+            await store.map_and_record(
+                [SmscIdMapping("p", " ", "m", 1)], [ev("m", S.DELIVERED, part_number=1)]
+            )
+        after = await store.get_message("m")
+    assert transactions == 1
+    assert part == PartRef("m", 1)
+    assert [(c.old, c.new, c.callback_url) for c in result.changes] == [
+        (S.QUEUED, S.SUBMITTED, "https://c/cb")
+    ]
+    assert notified == list(result.changes)
+    assert detail is not None and detail.message.status is S.SUBMITTED
+    assert after is not None and after.message.status is S.SUBMITTED
+
+
 async def test_inbound(store: Store, clock: FakeClock) -> None:
     hook = NewNotification(NotificationKind.INBOUND, "https://client/mo", '{"id": "i1"}', "i1")
     with trio.fail_after(T):

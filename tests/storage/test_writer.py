@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ from smsgw.storage import (
     open_store,
     run_store,
 )
-from smsgw.storage.writer import Writer
+from smsgw.storage.writer import QUIET_GAP, Writer
 
 from .helpers import FakeClock, read
 
@@ -289,3 +290,37 @@ def test_writer_settings_are_checked() -> None:
     ):
         with pytest.raises(ValueError):
             Writer(None, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_under_load_writes_that_trickle_in_join_the_batch(
+    db_path: Path, clock: FakeClock, mock_clock: trio.testing.MockClock
+) -> None:
+    # Trio's clock stands still unless the test moves it, so "within QUIET_GAP" is exact (and
+    # a fail_after could not fire: waits are bounded by a count of scheduling rounds instead).
+    async with open_sqlite(db_path) as db, run_store(db, clock=clock) as store:
+        async with trio.open_nursery() as nursery:
+            # The writer takes m0, then waits for the database while m1..m3 queue up.
+            async with db.transaction():
+                nursery.start_soon(store.create_messages, [msg("m0")])
+                await trio.testing.wait_all_tasks_blocked()
+                for i in range(1, 4):
+                    nursery.start_soon(store.create_messages, [msg(f"m{i}")])
+                await trio.testing.wait_all_tasks_blocked()
+            # m0 commits; m1..m3 were waiting (busy): their batch waits for more.
+            await wait_for(lambda: store.writer_stats().transactions == 1)
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.start_soon(store.create_messages, [msg("m4")])
+            await trio.testing.wait_all_tasks_blocked()
+            mock_clock.jump(QUIET_GAP)  # the quiet gap ends the batch
+        stats = store.writer_stats()
+    assert read(db_path, "SELECT count(*) FROM messages") == [(5,)]
+    # m0 alone, then m1..m4 together: m4 came within the gap.
+    assert (stats.transactions, stats.largest_batch) == (2, 4)
+
+
+async def wait_for(predicate: Callable[[], bool], rounds: int = 1_000_000) -> None:
+    for _ in range(rounds):
+        if predicate():
+            return
+        await trio.sleep(0)  # the writer's database calls need scheduling rounds
+    raise AssertionError(f"not after {rounds} scheduling rounds: {predicate}")

@@ -1,0 +1,1 @@
+"""systemd integration: the notify protocol (``smsgw.sdnotify``) and the daemon speaking it."""

@@ -618,9 +618,11 @@ class RouteConfig:
 class RateLimitConfig:
     """``[rate_limit]``: the global limit (all providers together) and the adaptive control.
 
-    Adaptive (AIMD): on ESME_RTHROTTLED / ESME_RMSGQFUL from a provider, its rate is multiplied
-    by ``decrease_factor`` (not below ``floor``) and its sending paused for ``pause``; then it
-    grows back by ``increase_per_second`` every second, up to the provider's configured rate.
+    Adaptive (AIMD): on ESME_RTHROTTLED / ESME_RMSGQFUL from a provider, its rate is cut at most
+    once per ``pause`` window, in proportion to the share of throttled answers since the last cut:
+    multiplied by ``1 - (1 - decrease_factor) * share`` (all throttled: by ``decrease_factor``),
+    not below ``floor``, with sending paused for ``pause * share``; then it grows back by
+    ``increase_per_second`` every second, up to the provider's configured rate.
     ``increase_per_second`` and ``floor`` are fractions of each provider's configured rate, so
     one setting suits providers of any size.
     """

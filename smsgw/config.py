@@ -787,6 +787,9 @@ class WebhooksConfig:
         default=None, validator=_optional(non_empty), metadata={SECRET: True}, repr=False
     )
     secrets: tuple[WebhookSecret, ...] = attrs.field(default=(), repr=False)
+    #: Where inbound (mobile-originated) messages are POSTed; None: they are stored and listed
+    #: by the API (``GET /api/v1/inbound``) but not pushed.
+    inbound_url: str | None = attrs.field(default=None, validator=_http_url)
     #: The whole of one request: connect, send, and the status line of the answer.
     timeout: float = duration_field(10.0, validator=positive_duration())
     retry_period: float = duration_field(86_400.0, validator=positive_duration())

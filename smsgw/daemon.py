@@ -409,6 +409,7 @@ class Daemon:
             return
         if gateway.webhooks is not None:
             gateway.webhooks.reconfigure(effective.webhooks)
+        gateway.notifier.inbound_target = effective.webhooks.inbound_url
         known = {p.name for p in self.config.providers}
         for provider in effective.providers:
             if provider.name not in known:

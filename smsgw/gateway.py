@@ -128,7 +128,7 @@ class Gateway:
         self._clock = clock
         self._rng = rand if rand is not None else random.Random()
         self.counters = Counters()
-        self.notifier = Notifier()
+        self.notifier = Notifier(inbound=config.webhooks.inbound_url)
         self.metrics = Metrics([p.name for p in config.providers])
         self.webhooks: WebhookDeliverer | None = None
         self.supervisor = Supervisor(rand=self._rng.random, on_failure=self._task_failed)
@@ -210,7 +210,11 @@ class Gateway:
             webhooks_due=self._webhooks_due,
         )
         mo = MoHandler(
-            store=store, counters=self.counters, notifier=self.notifier, clock=self._clock
+            store=store,
+            counters=self.counters,
+            notifier=self.notifier,
+            clock=self._clock,
+            webhooks_due=self._webhooks_due,
         )
         processor = Processor(
             settings=self._settings,

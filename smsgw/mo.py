@@ -75,11 +75,14 @@ class MoHandler:
         clock: Callable[[], float],
         reassembly_timeout: float = 20.0,
         max_pending: int = 4096,
+        webhooks_due: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._counters = counters
         self._notifier = notifier
         self._clock = clock
+        #: Called after a stored message queued a webhook, so the deliverer need not wait a poll.
+        self._webhooks_due = webhooks_due
         self.reassembly_timeout = reassembly_timeout
         self._reassembler = Reassembler(max_pending)
         #: The unanswered PDUs of each incomplete message, and what its row needs.
@@ -143,8 +146,9 @@ class MoHandler:
             parts=parts,
             received_at=self._clock(),
         )
+        notifications = self._notifier.inbound(message)
         try:
-            await self._store.store_inbound([message], self._notifier.inbound(message))
+            await self._store.store_inbound([message], notifications)
         except StoreError as exc:
             self._counters.mo_store_failures += 1
             log.warning(
@@ -157,6 +161,8 @@ class MoHandler:
                 await inbound.reply(RETRY_LATER)
             return
         self._counters.mo_received += 1
+        if notifications:
+            self._webhooks_due()
         if not complete:
             self._counters.mo_incomplete += 1
         for inbound in inbounds:

@@ -251,6 +251,27 @@ async def test_status_changes_wake_the_deliverer(
     assert all(r.answered == 204 for r in receiver.received)
 
 
+async def test_inbound_messages_are_pushed_to_inbound_url_at_once(
+    start: Start, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """An MO is stored, then POSTed to ``[webhooks] inbound_url``; the poll interval is far
+    beyond the test's bound, so only the MO handler's wake-up can deliver it in time."""
+    receiver = Receiver()
+    await receiver.start(nursery)
+    sim = await start_simulator(nursery, SimulatorConfig(seed=1))
+    webhooks = WebhooksConfig(poll_interval=3600.0, timeout=2.0, inbound_url=receiver.url)
+    config = gateway_config(tmp_path / "state", [provider("a", sim.port)], webhooks=webhooks)
+    running = await start(config)
+    with trio.fail_after(20):
+        await wait_for(lambda: running.gateway.providers.health("a").bound == 1, "a bind")
+        await sim.sim.send_mo(source_addr="4917600000001", destination_addr="ACME",
+                              text="ping from a phone")
+        await wait_for(lambda: bool(receiver.received), "the inbound webhook")
+    body = json.loads(receiver.received[0].body)
+    assert (body["event"], body["from"], body["text"]) == ("inbound", "4917600000001",
+                                                           "ping from a phone")
+
+
 async def test_the_daemon_serves_metrics_on_their_own_listener_when_configured(
     tmp_path: Path,
 ) -> None:

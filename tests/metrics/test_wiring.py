@@ -18,8 +18,9 @@ import httpx
 import pytest
 import trio
 from daemon.harness import DaemonProcess, provider_toml, write_config
-from pipeline.harness import gateway_config, provider, start_simulator, wait_status
+from pipeline.harness import gateway_config, provider, wait_status
 from prometheus_client.parser import text_string_to_metric_families
+from simulators import start_simulator
 from webhooks.receiver import Receiver
 
 from smsgw.config import GatewayConfig, WebhooksConfig

@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 import trio
+from simulators import Sim, start_simulator
 
 from smsgw.config import (
     DatabaseConfig,
@@ -28,7 +29,7 @@ from smsgw.config import (
 from smsgw.gateway import Gateway
 from smsgw.messages import MessageView
 from smsgw.model import MessageStatus
-from smsgw.simulator import Simulator, SimulatorConfig
+from smsgw.simulator import SimulatorConfig
 
 FAST_RECONNECT = ReconnectConfig(initial=0.05, max=0.2, reset_after=5.0)
 FAST_RETRY = RetryPolicy(
@@ -48,30 +49,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-@attrs.define
-class Sim:
-    """A running simulator and the scope that kills it."""
-
-    sim: Simulator
-    port: int
-    scope: trio.CancelScope
-
-    def kill(self) -> None:
-        self.scope.cancel()
-
-
-async def start_simulator(nursery: trio.Nursery, config: SimulatorConfig | None = None) -> Sim:
-    sim = Simulator(config or SimulatorConfig(seed=1))
-    scope = trio.CancelScope()
-
-    async def serve(task_status: trio.TaskStatus[int]) -> None:
-        with scope:
-            await sim.serve(task_status=task_status)
-
-    port: int = await nursery.start(serve)
-    return Sim(sim, port, scope)
 
 
 def provider(name: str, port: int, **overrides: Any) -> ProviderConfig:

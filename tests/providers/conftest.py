@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 import trio
+from simulators import Sim, start_simulator
 
 from smsgw.providers import ProviderManager
 from smsgw.simulator import SimulatorConfig
 
-from .harness import Sim, start_manager, start_simulator
+from .harness import start_manager
 
 
 class Setup:

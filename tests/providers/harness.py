@@ -6,13 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 import trio
 
 from smpp_codec import RegisteredDelivery, Response, SubmitSm, SubmitSmResp
 from smsgw.config import ProviderConfig, ReconnectConfig
 from smsgw.providers import ProviderManager
-from smsgw.simulator import Simulator, SimulatorConfig
 from smsgw.smpp import ClientConfig, SmppClientError, open_stream
 
 FAST_RECONNECT = ReconnectConfig(initial=0.05, max=0.2, reset_after=5.0)
@@ -51,30 +49,6 @@ def sm(*, receipt: bool = False, to: str = "46700000001") -> SubmitSm:
 def message_id(response: Response) -> str:
     assert isinstance(response, SubmitSmResp)
     return response.message_id
-
-
-@attrs.define
-class Sim:
-    """A running simulator and the scope that kills it (listener and connections)."""
-
-    sim: Simulator
-    port: int
-    scope: trio.CancelScope
-
-    def kill(self) -> None:
-        self.scope.cancel()
-
-
-async def start_simulator(nursery: trio.Nursery, config: SimulatorConfig | None = None) -> Sim:
-    sim = Simulator(config or SimulatorConfig(seed=1))
-    scope = trio.CancelScope()
-
-    async def serve(task_status: trio.TaskStatus[int]) -> None:
-        with scope:
-            await sim.serve(task_status=task_status)
-
-    port: int = await nursery.start(serve)
-    return Sim(sim, port, scope)
 
 
 async def start_manager(nursery: trio.Nursery, *args: Any, **kwargs: Any) -> ProviderManager:

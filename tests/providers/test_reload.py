@@ -6,6 +6,7 @@ from __future__ import annotations
 import attrs
 import pytest
 import trio
+from simulators import Sim
 
 from smpp_codec.segment import SplitMode
 from smsgw.config import ProviderRate
@@ -14,7 +15,7 @@ from smsgw.simulator import Faults, SimulatorConfig
 from smsgw.smpp import ClientState
 
 from .conftest import Setup
-from .harness import Sim, Traffic, message_id, provider, sm, until
+from .harness import Traffic, message_id, provider, sm, until
 
 
 async def start_two(

@@ -22,14 +22,22 @@ BENCHES = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="smsgw bench",
+        add_help=False,  # --help with one benchmark chosen is that benchmark's help
         description="Benchmarks. They print medians of repeated runs; they never fail on speed. "
         "Options not listed here go to the chosen benchmark (see smsgw bench --NAME --help).",
     )
+    parser.add_argument("-h", "--help", action="store_true", help="show this help and exit")
     for name, (_, text) in BENCHES.items():
         parser.add_argument(f"--{name}", action="store_true", help=text)
     parser.add_argument("--all", action="store_true", help="every benchmark above")
     args, rest = parser.parse_known_args(argv)
-    chosen = [name for name in BENCHES if args.all or getattr(args, name)] or ["gateway"]
+    chosen = [name for name in BENCHES if args.all or getattr(args, name)]
+    if args.help:
+        if len(chosen) != 1:
+            parser.print_help()
+            return 0
+        rest = ["--help", *rest]
+    chosen = chosen or ["gateway"]
     if rest and len(chosen) > 1:
         parser.error(f"options {rest} can only go to one benchmark at a time")
     status = 0

@@ -36,6 +36,7 @@ from prometheus_client.registry import Collector
 
 from smpp_codec import CommandStatus
 
+from .asgi import ASGIApp, Receive, Scope, Send, lifespan
 from .model import MessageStatus, NotificationState
 
 __all__ = [
@@ -471,10 +472,6 @@ class Metrics:
 
 # --- HTTP -------------------------------------------------------------------------------------
 
-Scope = Mapping[str, Any]
-Receive = Callable[[], Awaitable[Mapping[str, Any]]]
-Send = Callable[[Mapping[str, Any]], Awaitable[None]]
-AsgiApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 #: How long a scrape waits for the async sources before answering with what it has.
 REFRESH_TIMEOUT = 5.0
@@ -482,7 +479,7 @@ REFRESH_TIMEOUT = 5.0
 
 def metrics_app(
     metrics: Metrics, *, path: str | None = "/metrics", refresh_timeout: float = REFRESH_TIMEOUT
-) -> AsgiApp:
+) -> ASGIApp:
     """An ASGI app answering ``GET``/``HEAD`` ``path`` (None: any path) with the metrics.
 
     Mount it on the API listener, or serve it alone (:func:`serve_metrics`). It runs under
@@ -491,7 +488,7 @@ def metrics_app(
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -514,16 +511,6 @@ def metrics_app(
         )
 
     return app
-
-
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 async def _plain(

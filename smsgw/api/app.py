@@ -25,6 +25,7 @@ import trio
 from smpp_codec.errors import TextError
 from smpp_codec.segment import SplitMode, count
 from smsgw.adapters.sqlite import DatabaseError
+from smsgw.asgi import ASGIApp, Message, Receive, Scope, Send, lifespan
 from smsgw.config import ApiConfig, ApiKeyConfig, ApiScope
 from smsgw.gateway import Gateway, GatewayBusy, GatewayError, GatewayNotRunning
 from smsgw.messages import Accepted, SubmitRequest
@@ -36,15 +37,10 @@ from . import views
 from .auth import Authenticator, key_from_headers
 from .coalesce import Coalescer
 from .http import (
-    ASGIApp,
     HttpError,
-    Message,
-    Receive,
     Request,
     Response,
     Route,
-    Scope,
-    Send,
     error_response,
     headers_of,
     json_response,
@@ -148,7 +144,7 @@ class ApiApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await lifespan(receive, send)
             return
         if scope["type"] != "http":
             return  # websockets: not served (hypercorn closes the connection)
@@ -176,16 +172,6 @@ class ApiApp:
             # read as the next request, so this connection ends with this answer.
             response = attrs.evolve(response, headers=(*response.headers, ("connection", "close")))
         await send_response(send, response)
-
-    @staticmethod
-    async def _lifespan(receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     async def _handle(self, scope: Scope, receive: Receive) -> Response:
         method, path = scope["method"], scope["path"]

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
 from urllib.parse import parse_qsl
 
 import attrs
+
+from smsgw.asgi import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = [
     "ASGIApp",
@@ -24,12 +25,6 @@ __all__ = [
     "json_response",
     "read_body",
 ]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 @attrs.frozen

@@ -244,9 +244,10 @@ def diagnose(pdu: Pdu, original: Exception) -> EncodeError:
         value = getattr(pdu, name)
         kind = wire.kind
         if kind is FieldKind.U8:
-            if not isinstance(value, int) or not 0 <= value <= 255:
-                return EncodeError(f"{name} must be an int 0..255, got {value!r}", field=name,
-                                   command_status=wire.status)
+            try:
+                _check_u8(value, name, wire.status)
+            except EncodeError as exc:
+                return exc
         elif kind in (FieldKind.CSTRING, FieldKind.TIME):
             try:
                 _cstring_bytes(value, wire.max_length, name, wire.status)
@@ -422,11 +423,9 @@ def _cstring_error(value: str, max_length: int, field: str, status: int) -> Enco
     raise AssertionError("unreachable: value was valid")  # pragma: no cover
 
 
-def _empty_factory(cls: type[Pdu]) -> Callable[[type[Pdu], int, int], Pdu]:
-    def empty(cls: type[Pdu], seq: int, status: int) -> Pdu:
-        return cls(sequence_number=seq, command_status=status)
-
-    return empty
+def _empty(cls: type[Pdu], seq: int, status: int) -> Pdu:
+    """A response that came without a body: its fields at their defaults."""
+    return cls(sequence_number=seq, command_status=status)
 
 
 def compile_pdu(cls: type[Pdu]) -> tuple[Decoder, Encoder]:
@@ -441,7 +440,7 @@ def compile_pdu(cls: type[Pdu]) -> tuple[Decoder, Encoder]:
         "_bad_cstring": _bad_cstring,
         "_short": _short,
         "_cstring_error": _cstring_error,
-        "_empty": _empty_factory(cls),
+        "_empty": _empty,
         "_decode_tlvs": _decode_tlvs,
         "_decode_dest_addresses": _decode_dest_addresses,
         "_decode_unsuccess_smes": _decode_unsuccess_smes,

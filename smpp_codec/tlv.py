@@ -184,19 +184,19 @@ def encode_value(spec: TlvSpec, value: TlvValue) -> bytes:
         if not isinstance(value, str):
             raise EncodeError(f"{name} must be a str, got {value!r}", field=name)
         try:
-            raw = value.encode("latin-1") + b"\0"
+            raw = value.encode("latin-1")
         except UnicodeEncodeError:
             raise EncodeError(f"{name} must be Latin-1 text, got {value!r}", field=name) from None
-    else:
-        if not isinstance(value, bytes | bytearray):
-            raise EncodeError(f"{name} must be bytes, got {value!r}", field=name)
+        if 0 in raw:
+            raise EncodeError(f"{name} must not contain NUL", field=name)
+        raw += b"\0"
+    elif isinstance(value, bytes | bytearray):
         raw = bytes(value)
-    if b"\0" in raw[:-1] and spec.kind is Kind.CSTRING:
-        raise EncodeError(f"{name} must not contain NUL", field=name)
-    problem = check_length(spec.tag, len(raw))
-    if problem is not None or (spec.kind is Kind.CSTRING and len(raw) > spec.max_length):
-        raise EncodeError(problem or f"{name} is too long", field=name,
-                          command_status=CommandStatus.ESME_RINVPARLEN)
+    else:
+        raise EncodeError(f"{name} must be bytes, got {value!r}", field=name)
+    problem = check_length(spec.tag, len(raw))  # the spec's length range, NUL included
+    if problem is not None:
+        raise EncodeError(problem, field=name, command_status=CommandStatus.ESME_RINVPARLEN)
     return raw
 
 

@@ -10,7 +10,9 @@ Modes (each reports on stdout, one line per event, flushed at once):
 - ``enqueue --batches K --batch-size B --first F``: for each batch k, print ``BATCH k``, enqueue
   ids ``b{k:05}-{i:05}``, print ``DONE k``; exit 0 after the last.
 - ``drain --name NAME``: print ``READY``, wait for a line on stdin, then lease and ack batches
-  until a lease comes back empty, printing ``ACKED id,id,...`` after each ack; exit 0.
+  until a lease comes back empty, printing ``ACKED id,id,...`` after each ack; exit 0. After its
+  first lease it prints ``LEASED id,id,...`` and waits for another line on stdin before acking,
+  so a test can hold both drainers with leases at the same moment.
 """
 
 from __future__ import annotations
@@ -64,10 +66,13 @@ async def enqueue(queue: Queue, args: argparse.Namespace) -> int:
 async def drain(queue: Queue, args: argparse.Namespace) -> int:
     say("READY")
     await trio.to_thread.run_sync(sys.stdin.readline)  # the test starts all drainers at once
-    for _ in range(10_000):
+    for n in range(10_000):
         leases = await queue.lease(args.name, 5, LONG)
         if not leases:
             return 0
+        if n == 0:
+            say("LEASED " + ",".join(lease.message.id for lease in leases))
+            await trio.to_thread.run_sync(sys.stdin.readline)
         await trio.sleep(0)
         await queue.ack(leases)
         say("ACKED " + ",".join(lease.message.id for lease in leases))

@@ -130,12 +130,21 @@ async def test_two_processes_draining_one_queue_never_share_a_message(
     all_ids = [f"m{i:04}" for i in range(1000)]
     acked: dict[str, Counter[str]] = {"one": Counter(), "two": Counter()}
 
-    async def run(name: str, ready: trio.Event, go: trio.Event) -> None:
+    first_leases: dict[str, set[str]] = {}
+
+    async def run(name: str, ready: trio.Event, go: trio.Event,
+                  holding: trio.Event, race: trio.Event) -> None:
         async with worker(queue_env.worker_args, "drain", "--name", name) as w:
             assert await w.readline() == "READY"
             ready.set()
             await go.wait()
             assert w.process.stdin is not None
+            await w.process.stdin.send_all(b"go\n")
+            line = await w.readline()
+            assert line is not None and line.startswith("LEASED "), line
+            first_leases[name] = set(line.removeprefix("LEASED ").split(","))
+            holding.set()
+            await race.wait()  # both processes hold leases now; then they race to the end
             await w.process.stdin.send_all(b"go\n")
             for _ in range(10_000):
                 line = await w.readline()
@@ -146,14 +155,19 @@ async def test_two_processes_draining_one_queue_never_share_a_message(
 
     with trio.fail_after(60):
         await queue.enqueue([NewMessage(id=i, payload=b"x") for i in all_ids])
-        go = trio.Event()
+        go, race = trio.Event(), trio.Event()
         async with trio.open_nursery() as nursery:
             ready = [trio.Event(), trio.Event()]
-            nursery.start_soon(run, "one", ready[0], go)
-            nursery.start_soon(run, "two", ready[1], go)
+            holding = [trio.Event(), trio.Event()]
+            nursery.start_soon(run, "one", ready[0], go, holding[0], race)
+            nursery.start_soon(run, "two", ready[1], go, holding[1], race)
             for event in ready:
                 await event.wait()
             go.set()
+            for event in holding:
+                await event.wait()
+            assert not first_leases["one"] & first_leases["two"], "one message leased twice"
+            race.set()
         assert (await queue.depth()).ready == 0
     both = acked["one"] + acked["two"]
     assert sorted(both) == all_ids

@@ -14,10 +14,12 @@ of a provider:
    fails, the SMSC gets a temporary error (ESME_RX_T_APPN) and delivers the receipt again.
 4. Not found: the receipt probably overtook its ``submit_sm_resp`` (real SMSCs do that). It is
    *parked* in the provider's :class:`~smsgw.correlation.Correlator` and answered at once: the
-   processor announces every mapping it commits (:meth:`DlrHandler.mapped`), which releases the
-   parked receipts for that id; after the provider's ``early_receipt_park`` time a parked
-   receipt is an orphan (counted, logged). A parked receipt lives in memory only: a crash loses
-   it (answering it only when matched would hold the SMSC's window for up to the park time).
+   processor announces every mapping as it hands it to the store (:meth:`DlrHandler.expect`,
+   before the commit: later receipt writes are committed after it), which releases the parked
+   receipts for that id, recorded once the mapping is committed; after the provider's
+   ``early_receipt_park`` time a parked receipt is an orphan (counted, logged). A parked
+   receipt lives in memory only: a crash loses it (answering it only when matched would hold
+   the SMSC's window for up to the park time).
 
 With ``receipts = "final_part"`` only the last part of a message asks for a receipt, so that
 receipt's status is applied to the whole message (every part still pending takes it).
@@ -238,24 +240,42 @@ class DlrHandler:
             return
         await inbound.reply(0)
 
-    async def mapped(
+    def expect(
         self, provider: str, smsc_id: str, id_format: MessageIdFormat, part: PartRef
-    ) -> None:
-        """The processor committed ``smsc_id`` -> ``part``: apply the receipts parked for it."""
+    ) -> list[Match[_Parked]]:
+        """The processor handed the mapping ``smsc_id`` -> ``part`` to the store: receipts for it
+        find the part from now on. Returns the receipts parked for it, for :meth:`apply_parked`
+        once the mapping is committed.
+
+        Called before the mapping is committed, and that is safe: a receipt's status write is
+        handed to the store after this call, so it is committed after the mapping (or fails
+        with it, and the SMSC is asked to send the receipt again). Knowing the mapping this
+        early spares each receipt a database read and a park."""
         try:
             key = resp_key(provider, smsc_id, id_format)
         except MessageIdError:
-            return
+            return []
         now = trio.current_time()
         self._submitted[part] = now
         if len(self._submitted) > SUBMIT_TIMES:
             self._submitted.popitem(last=False)
-        for match in self.correlator(provider).mapped(key, part, now):
+        return self.correlator(provider).mapped(key, part, now)
+
+    async def apply_parked(self, matches: list[Match[_Parked]]) -> None:
+        """Record the receipts :meth:`expect` released (they were answered when parked)."""
+        for match in matches:
             try:
                 await self._apply(match)
             except StoreError as exc:
                 # Answered when parked: this receipt is lost; the message stays "submitted".
-                log.warning("parked receipt for %s not recorded: %s", part.message_id, exc)
+                log.warning("parked receipt for %s not recorded: %s", match.part.message_id, exc)
+
+    async def mapped(
+        self, provider: str, smsc_id: str, id_format: MessageIdFormat, part: PartRef
+    ) -> None:
+        """The mapping ``smsc_id`` -> ``part`` is committed: :meth:`expect` and
+        :meth:`apply_parked` at once."""
+        await self.apply_parked(self.expect(provider, smsc_id, id_format, part))
 
     async def _apply(self, match: Match[_Parked]) -> None:
         await self._apply_receipt(match.receipt.provider, match.receipt.receipt, match.part)

@@ -42,6 +42,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
 import attrs
 import trio
@@ -51,6 +52,7 @@ from smpp_codec.pdu import SubmitSm
 from smpp_codec.segment import Segment, SplitMode, split
 from smpp_codec.smpptime import format_relative
 from smsgw.config import GatewayConfig, ProviderConfig, RateUnit, ReceiptMode
+from smsgw.correlation import Match
 from smsgw.dlr import DlrHandler, Notifier
 from smsgw.messages import Counters
 from smsgw.metrics import Metrics
@@ -659,10 +661,19 @@ class Processor:
             notified = notified or bool(notifications)
             return notifications
 
-        # Both writes handed over at once: they share a group commit. The DLR handler is told
-        # only once the mapping is committed (receipts that came earlier are parked).
+        # Both writes handed over at once: they share a group commit. The DLR handler learns
+        # the mapping as soon as it is queued for the writer (so receipts find it in memory;
+        # their writes are committed after it), and gets the receipts that came earlier and
+        # were parked, to record once the mapping is committed.
+        parked: list[Match[Any]] = []
+
+        def handed_over() -> None:
+            parked.extend(self._dlr.expect(provider, smsc_id, config.message_id_format, ref))
+
         try:
-            await self._store.map_and_record([mapping], [event], notify=notify)
+            await self._store.map_and_record(
+                [mapping], [event], notify=notify, handed_over=handed_over
+            )
         except MessageIdError as exc:
             # Refused before anything was written: record the event alone.
             log.warning(
@@ -679,7 +690,7 @@ class Processor:
         job.row_known = True
         if notified:
             self._webhooks_due()
-        await self._dlr.mapped(provider, smsc_id, config.message_id_format, ref)
+        await self._dlr.apply_parked(parked)
 
     # -- outcomes --------------------------------------------------------------------------
 

@@ -17,11 +17,11 @@ So pruning never holds the write lock for long: other writes interleave between 
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 import attrs
 
-from smsgw.adapters.sqlite import Transaction
 from smsgw.storage.schema import FINAL_SQL
 from smsgw.storage.writer import OpKind, Writer
 
@@ -75,10 +75,10 @@ class _Step:
     limit: int
 
 
-async def _prune_step(tx: Transaction, payloads: Sequence[_Step]) -> list[int]:
+def _prune_step(db: sqlite3.Connection, payloads: Sequence[_Step]) -> list[int]:
     # One statement per request; a prune request is rare and each deletes up to `limit` rows.
     return [
-        await tx.execute(_STEPS[step.name], {"cutoff": step.cutoff, "limit": step.limit})
+        db.execute(_STEPS[step.name], {"cutoff": step.cutoff, "limit": step.limit}).rowcount
         for step in payloads
     ]
 

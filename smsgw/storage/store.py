@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -108,6 +109,18 @@ class MessageFilter:
     client_ref: str | None = None
     since: float | None = attrs.field(default=None, validator=_optional_time)
     until: float | None = attrs.field(default=None, validator=_optional_time)
+
+
+def _read_message(
+    db: sqlite3.Connection, message_id: str
+) -> tuple[Row, list[Row], list[Row]] | None:
+    """On the database thread: a message's row, its parts and its events."""
+    row = db.execute(queries.MESSAGE_BY_ID, (message_id,)).fetchone()
+    if row is None:
+        return None
+    parts = db.execute(queries.PARTS_OF, (message_id,)).fetchall()
+    events = db.execute(queries.EVENTS_OF, (message_id,)).fetchall()
+    return row, parts, events
 
 
 @attrs.frozen
@@ -307,11 +320,16 @@ class Store:
         events: Sequence[StatusEvent],
         *,
         notify: Notify | None = None,
+        handed_over: Callable[[], None] | None = None,
     ) -> RecordResult:
         """:meth:`map_smsc_ids` and :meth:`record_events` handed to the writer together, so
         they share a group commit (what the processor does for every accepted part). Both are
         settled when this returns; the first error is raised (a ``MessageIdError`` of a mapping
-        before anything is written)."""
+        before anything is written).
+
+        ``handed_over``, if given, is called once both writes are queued for the writer and
+        before they are committed: every write queued after that call is committed after them
+        (in the same transaction or a later one), or fails with them."""
         _check_items("mappings", mappings, SmscIdMapping)
         _check_items("events", events, StatusEvent)
         if notify is not None and not callable(notify):
@@ -327,8 +345,10 @@ class Store:
             op = writes.RecordEvents(tuple((e, self._time(e.at)) for e in events), notify)
             items.append((writes.RECORD_EVENTS, op))
         if not items:
+            if handed_over is not None:
+                handed_over()
             return RecordResult((), ())
-        results = await self._writer.submit_many(items)
+        results = await self._writer.submit_many(items, handed_over=handed_over)
         result: RecordResult = results[-1] if events else RecordResult((), ())
         return result
 
@@ -419,15 +439,13 @@ class Store:
         """A message with its parts and full history (oldest first), or None."""
         self._check_open()
         try:
-            # One read transaction: the three reads see the same committed state.
-            async with self._db.transaction(immediate=False) as tx:
-                row = await tx.fetchone(queries.MESSAGE_BY_ID, (message_id,))
-                if row is None:
-                    return None
-                parts = await tx.fetch(queries.PARTS_OF, (message_id,))
-                events = await tx.fetch(queries.EVENTS_OF, (message_id,))
+            # One read transaction (one round trip): the three reads see the same state.
+            found = await self._db.run_transaction(_read_message, message_id, immediate=False)
         except DatabaseUnavailable as exc:
             raise StoreUnavailable(str(exc)) from exc
+        if found is None:
+            return None
+        row, parts, events = found
         return MessageDetail(
             message=_message(row),
             parts=tuple(

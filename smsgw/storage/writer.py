@@ -1,11 +1,12 @@
 """The one writer task: every write of the store, group-committed.
 
-Why. Each statement through aiosqlite costs a round trip to its worker thread (a few hundred
-microseconds here) and each commit an fsync (milliseconds, with ``synchronous=FULL``). A
-transaction per write would cap the gateway at a few hundred writes per second. So every write
-is a request on one bounded channel, and one task turns whatever is waiting into ONE transaction
-in which same-kind writes share their statements (``executemany``): a batch costs a dozen round
-trips and one fsync whether it holds one write or five hundred.
+Why. Each round trip to aiosqlite's worker thread costs the Trio thread 100-250 microseconds of
+CPU here (whatever the statement does), and each commit an fsync. A transaction per write would
+cap the gateway at a few hundred writes per second. So every write is a request on one bounded
+channel, and one task turns whatever is waiting into ONE transaction in which same-kind writes
+share their statements (``executemany``), run as one synchronous function on the database thread
+(:meth:`SqliteDatabase.run_transaction`): a batch costs one round trip and one fsync whether it
+holds one write or five hundred.
 
 Batching. The writer takes the first request, then everything already waiting, then keeps
 collecting until the batch holds ``max_batch`` requests or the oldest one has waited
@@ -40,13 +41,19 @@ Failures, per request or per batch:
 from __future__ import annotations
 
 import itertools
-from collections.abc import Awaitable, Callable, Sequence
+import sqlite3
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 import trio
 
-from smsgw.adapters.sqlite import DatabaseError, DatabaseUnavailable, SqliteDatabase, Transaction
+from smsgw.adapters.sqlite import (
+    DatabaseError,
+    DatabaseUnavailable,
+    SqliteDatabase,
+    translate_error,
+)
 from smsgw.storage.errors import StoreClosed, StoreError, StoreUnavailable
 
 __all__ = ["QUIET_GAP", "Failure", "OpKind", "Writer", "WriterStats"]
@@ -67,9 +74,11 @@ class Failure:
 class OpKind:
     """One kind of write.
 
-    ``apply(tx, payloads)`` runs the payloads of every request of this kind in a batch, in the
-    transaction, and returns one outcome per payload, in order: a result, or a :class:`Failure`
-    for a request it left out (it must have written nothing for it). It may raise: the batch is
+    ``apply(db, payloads)`` runs the payloads of every request of this kind in a batch, in the
+    transaction, on the database thread (plain synchronous code on the ``sqlite3`` connection:
+    it must touch nothing but the connection and the payloads), and returns one outcome per
+    payload, in order: a result, or a :class:`Failure` for a request it left out (it must have
+    written nothing for it). It may raise: the batch is
     then run again one request at a time, and ``explain(error, payload)`` turns an error of a
     lone request into the error its caller sees (by default, the error itself).
     ``phase`` orders the kinds within a batch.
@@ -77,7 +86,7 @@ class OpKind:
 
     name: str
     phase: int
-    apply: Callable[[Transaction, Sequence[Any]], Awaitable[Sequence[Any]]]
+    apply: Callable[[sqlite3.Connection, Sequence[Any]], Sequence[Any]]
     explain: Callable[[Exception, Any], Exception] | None = None
 
 
@@ -101,6 +110,39 @@ class _Request:
     done: trio.Event = attrs.Factory(trio.Event)
     result: Any = None
     error: Exception | None = None
+
+
+def _apply_together(
+    db: sqlite3.Connection, groups: Sequence[tuple[OpKind, list[Any]]]
+) -> list[Any]:
+    """On the database thread, in the batch's transaction: every kind's ``apply``."""
+    outcomes: list[Any] = []
+    for kind, payloads in groups:
+        results = kind.apply(db, payloads)
+        if len(results) != len(payloads):
+            raise StoreError(f"{kind.name}: {len(results)} outcomes for {len(payloads)}")
+        outcomes.extend(results)
+    return outcomes
+
+
+def _apply_one_by_one(db: sqlite3.Connection, requests: Sequence[tuple[OpKind, Any]]) -> list[Any]:
+    """On the database thread, in one transaction: each request in its own SAVEPOINT, so one
+    that fails is rolled back alone. The database being unavailable still fails them all."""
+    outcomes: list[Any] = []
+    for kind, payload in requests:
+        db.execute("SAVEPOINT request")
+        try:
+            (outcome,) = kind.apply(db, [payload])
+        except Exception as exc:  # it fails this request only
+            error = translate_error(exc) if isinstance(exc, sqlite3.Error) else exc
+            if isinstance(error, DatabaseUnavailable):
+                raise
+            outcome = Failure(kind.explain(error, payload) if kind.explain else error)
+        if isinstance(outcome, Failure):
+            db.execute("ROLLBACK TO request")
+        db.execute("RELEASE request")
+        outcomes.append(outcome)
+    return outcomes
 
 
 def _chained(error: Exception, cause: BaseException) -> Exception:
@@ -167,10 +209,16 @@ class Writer:
             raise request.error
         return request.result
 
-    async def submit_many(self, items: Sequence[tuple[OpKind, Any]]) -> list[Any]:
+    async def submit_many(
+        self, items: Sequence[tuple[OpKind, Any]], *, handed_over: Callable[[], None] | None = None
+    ) -> list[Any]:
         """Hand several writes over at once (so they share a batch, unless it fills up between
         them) and return their results once all are settled; the first error is raised then.
-        Cheaper than a task per write: one caller, no nursery."""
+        Cheaper than a task per write: one caller, no nursery.
+
+        ``handed_over`` is called once every write is in the writer's queue, before they are
+        committed: any write handed over after that is committed after them (or fails with
+        them). The processor uses it to tell the DLR handler a mapping early (dlr.py)."""
         if self._closed:
             raise StoreClosed("the store is closed")
         requests = []
@@ -182,8 +230,11 @@ class Writer:
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 raise StoreClosed("the store is closed") from None
             requests.append(request)
+        if handed_over is not None:
+            handed_over()
         for request in requests:
-            await request.done.wait()
+            if not request.done.is_set():
+                await request.done.wait()
         for request in requests:
             if request.error is not None:
                 raise request.error
@@ -280,33 +331,17 @@ class Writer:
             self._settle(request, outcome)
 
     async def _together(self, ordered: list[_Request]) -> list[Any]:
-        outcomes: list[Any] = []
-        async with self._db.transaction() as tx:
-            for kind, group in itertools.groupby(ordered, key=lambda request: request.kind):
-                requests = list(group)
-                results = await kind.apply(tx, [request.payload for request in requests])
-                if len(results) != len(requests):
-                    raise StoreError(f"{kind.name}: {len(results)} outcomes for {len(requests)}")
-                outcomes.extend(results)
+        groups = [
+            (kind, [request.payload for request in group])
+            for kind, group in itertools.groupby(ordered, key=lambda request: request.kind)
+        ]
+        outcomes: list[Any] = await self._db.run_transaction(_apply_together, groups)
         self._transactions += 1
         return outcomes
 
     async def _one_by_one(self, ordered: list[_Request]) -> list[Any]:
-        outcomes: list[Any] = []
-        async with self._db.transaction() as tx:
-            for request in ordered:
-                await tx.execute("SAVEPOINT request")
-                try:
-                    (outcome,) = await request.kind.apply(tx, [request.payload])
-                except DatabaseUnavailable:
-                    raise
-                except Exception as exc:  # noqa: BLE001 -- it fails this request only
-                    explain = request.kind.explain
-                    outcome = Failure(explain(exc, request.payload) if explain else exc)
-                if isinstance(outcome, Failure):
-                    await tx.execute("ROLLBACK TO request")
-                await tx.execute("RELEASE request")
-                outcomes.append(outcome)
+        requests = [(request.kind, request.payload) for request in ordered]
+        outcomes: list[Any] = await self._db.run_transaction(_apply_one_by_one, requests)
         self._transactions += 1
         return outcomes
 

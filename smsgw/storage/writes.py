@@ -1,19 +1,21 @@
 """The kinds of write the writer runs (:class:`~smsgw.storage.writer.OpKind`), with their SQL.
 
 Each kind's ``apply`` runs every request of its kind in a batch with a constant number of
-statements (``executemany`` over all of them), because a statement costs a worker-thread round
-trip. Payloads arrive validated and with their times filled in (by :mod:`smsgw.storage.store`,
-in the caller's task), so ``apply`` only writes.
+statements (``executemany`` over all of them). It is plain synchronous code: the writer runs a
+whole batch, every kind of it, on the database thread in one round trip. Payloads arrive
+validated and with their times filled in (by :mod:`smsgw.storage.store`, in the caller's task),
+so ``apply`` only writes. ``notify`` callbacks of ``record_events`` run there too.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
 
-from smsgw.adapters.sqlite import ConstraintViolation, Transaction
+from smsgw.adapters.sqlite import ConstraintViolation
 from smsgw.correlation import SmscKey
 from smsgw.model import (
     MessageStatus,
@@ -83,16 +85,16 @@ def _notification_params(n: NewNotification) -> tuple[Any, ...]:
     return (n.kind.value, n.target, n.body, n.subject, n.created_at, n.created_at)
 
 
-async def _insert_notifications(tx: Transaction, notifications: Sequence[NewNotification]) -> None:
+def _insert_notifications(db: sqlite3.Connection, notifications: Sequence[NewNotification]) -> None:
     if notifications:
-        await tx.executemany(_INSERT_NOTIFICATION, [_notification_params(n) for n in notifications])
+        db.executemany(_INSERT_NOTIFICATION, [_notification_params(n) for n in notifications])
 
 
 # --- create_messages --------------------------------------------------------------------------
 
 
-async def _create_messages(
-    tx: Transaction, payloads: Sequence[Sequence[tuple[NewMessage, float]]]
+def _create_messages(
+    db: sqlite3.Connection, payloads: Sequence[Sequence[tuple[NewMessage, float]]]
 ) -> list[None]:
     messages: list[tuple[Any, ...]] = []
     parts: list[tuple[Any, ...]] = []
@@ -108,18 +110,18 @@ async def _create_messages(
                 parts.append((m.id, number, status, created_at, m.reason))
                 events.append((m.id, number, status, m.reason, created_at, 1))
             events.append((m.id, None, status, m.reason, created_at, 1))
-    await tx.executemany(
+    db.executemany(
         "INSERT INTO messages (id, status, source, destination, part_count, client, client_ref,"
         " text, created_at, updated_at, reason, schedule_at, expires_at, callback_url)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         messages,
     )
-    await tx.executemany(
+    db.executemany(
         "INSERT INTO parts (message_id, part_number, status, updated_at, reason)"
         " VALUES (?, ?, ?, ?, ?)",
         parts,
     )
-    await tx.executemany(_INSERT_EVENT, events)
+    db.executemany(_INSERT_EVENT, events)
     return [None] * len(payloads)
 
 
@@ -147,16 +149,18 @@ class SetParts:
     at: float
 
 
-async def _set_parts(tx: Transaction, payloads: Sequence[SetParts]) -> list[Failure | None]:
+def _set_parts(db: sqlite3.Connection, payloads: Sequence[SetParts]) -> list[Failure | None]:
     # Rare (a re-split for another provider): one request at a time is fine.
     outcomes: list[Failure | None] = []
     for op in payloads:
-        row = await tx.fetchone("SELECT status FROM messages WHERE id = ?", (op.message_id,))
+        row = db.execute("SELECT status FROM messages WHERE id = ?", (op.message_id,)).fetchone()
         if row is None:
             outcomes.append(Failure(UnknownMessage(f"no message {op.message_id!r}")))
             continue
         status = MessageStatus(row[0])
-        rows = await tx.fetch("SELECT status FROM parts WHERE message_id = ?", (op.message_id,))
+        rows = db.execute(
+            "SELECT status FROM parts WHERE message_id = ?", (op.message_id,)
+        ).fetchall()
         locked = sorted({r[0] for r in rows} - {s.value for s in _RESPLITTABLE})
         if locked:
             outcomes.append(
@@ -168,19 +172,17 @@ async def _set_parts(tx: Transaction, payloads: Sequence[SetParts]) -> list[Fail
             )
             continue
         # Every part restarts in the message's (aggregated) status, so that stays the same.
-        await tx.execute("DELETE FROM parts WHERE message_id = ?", (op.message_id,))
-        await tx.executemany(
+        db.execute("DELETE FROM parts WHERE message_id = ?", (op.message_id,))
+        db.executemany(
             "INSERT INTO parts (message_id, part_number, status, updated_at, reason)"
             " VALUES (?, ?, ?, ?, ?)",
             [(op.message_id, n, status.value, op.at, op.reason) for n in range(1, op.parts + 1)],
         )
-        await tx.executemany(
+        db.executemany(
             _INSERT_EVENT,
             [(op.message_id, n, status.value, op.reason, op.at, 1) for n in range(1, op.parts + 1)],
         )
-        await tx.execute(
-            "UPDATE messages SET part_count = ? WHERE id = ?", (op.parts, op.message_id)
-        )
+        db.execute("UPDATE messages SET part_count = ? WHERE id = ?", (op.parts, op.message_id))
         outcomes.append(None)
     return outcomes
 
@@ -198,9 +200,9 @@ class MappedId:
     at: float
 
 
-async def _map_smsc_ids(tx: Transaction, payloads: Sequence[Sequence[MappedId]]) -> list[None]:
+def _map_smsc_ids(db: sqlite3.Connection, payloads: Sequence[Sequence[MappedId]]) -> list[None]:
     rows = [m for batch in payloads for m in batch]
-    await tx.executemany(
+    db.executemany(
         "INSERT INTO smsc_ids (provider, smsc_id, raw_smsc_id, message_id, part_number, mapped_at)"
         " VALUES (?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (provider, smsc_id) DO UPDATE SET raw_smsc_id = excluded.raw_smsc_id,"
@@ -212,7 +214,7 @@ async def _map_smsc_ids(tx: Transaction, payloads: Sequence[Sequence[MappedId]])
             for m in rows
         ],
     )  # fmt: skip
-    await tx.executemany(
+    db.executemany(
         "UPDATE parts SET smsc_id = ?, provider = ? WHERE message_id = ? AND part_number = ?",
         [
             (m.mapping.smsc_id, m.key.provider, m.mapping.message_id, m.mapping.part_number)
@@ -258,16 +260,16 @@ class RecordEvents:
 _STATUS = {status.value: status for status in MessageStatus}
 
 
-async def _load(tx: Transaction, ids: Sequence[str]) -> dict[str, MessageRecord]:
+def _load(db: sqlite3.Connection, ids: Sequence[str]) -> dict[str, MessageRecord]:
     records: dict[str, MessageRecord] = {}
     for chunk in chunks(ids):
-        rows = await tx.fetch(
+        rows = db.execute(
             "SELECT m.id, m.client, m.client_ref, m.status, m.reason, m.updated_at, m.provider,"
             " p.part_number, p.status, p.reason, p.updated_at, p.provider, m.callback_url"
             " FROM messages AS m JOIN parts AS p ON p.message_id = m.id"
             f" WHERE m.id IN ({marks(len(chunk))})",
             chunk,
-        )
+        ).fetchall()
         for row in rows:
             record = records.get(row[0])
             if record is None:
@@ -328,11 +330,11 @@ def _run_request(records: dict[str, MessageRecord], op: RecordEvents) -> _Applie
     return out
 
 
-async def _record_events(
-    tx: Transaction, payloads: Sequence[RecordEvents]
+def _record_events(
+    db: sqlite3.Connection, payloads: Sequence[RecordEvents]
 ) -> list[RecordResult | Failure]:
     ids = list(dict.fromkeys(event.message_id for op in payloads for event, _at in op.events))
-    records = await _load(tx, ids)
+    records = _load(db, ids)
     outcomes: list[RecordResult | Failure] = []
     rows: list[EventRow] = []
     dirty_parts: set[tuple[str, int]] = set()
@@ -361,19 +363,19 @@ async def _record_events(
         r = records[message_id]
         message_rows.append((r.status.value, r.reason, r.updated_at, r.provider, r.id))
     if part_rows:
-        await tx.executemany(
+        db.executemany(
             "UPDATE parts SET status = ?, reason = ?, updated_at = ?, provider = ?"
             " WHERE message_id = ? AND part_number = ?",
             part_rows,
         )
     if message_rows:
-        await tx.executemany(
+        db.executemany(
             "UPDATE messages SET status = ?, reason = ?, updated_at = ?, provider = ? WHERE id = ?",
             message_rows,
         )
     if rows:
-        await tx.executemany(_INSERT_EVENT, [_event_params(row) for row in rows])
-    await _insert_notifications(tx, notifications)
+        db.executemany(_INSERT_EVENT, [_event_params(row) for row in rows])
+    _insert_notifications(db, notifications)
     return outcomes
 
 
@@ -389,8 +391,8 @@ class StoreInbound:
     notifications: tuple[NewNotification, ...]
 
 
-async def _store_inbound(tx: Transaction, payloads: Sequence[StoreInbound]) -> list[None]:
-    await tx.executemany(
+def _store_inbound(db: sqlite3.Connection, payloads: Sequence[StoreInbound]) -> list[None]:
+    db.executemany(
         "INSERT INTO inbound (id, provider, source, destination, payload, data_coding, text,"
         " part_count, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
@@ -400,7 +402,7 @@ async def _store_inbound(tx: Transaction, payloads: Sequence[StoreInbound]) -> l
             for m in op.messages
         ],
     )  # fmt: skip
-    await _insert_notifications(tx, [n for op in payloads for n in op.notifications])
+    _insert_notifications(db, [n for op in payloads for n in op.notifications])
     return [None] * len(payloads)
 
 
@@ -417,10 +419,10 @@ STORE_INBOUND = OpKind("store_inbound", 4, _store_inbound, _explain_inbound)
 # --- the webhook outbox -----------------------------------------------------------------------
 
 
-async def _enqueue_notifications(
-    tx: Transaction, payloads: Sequence[Sequence[NewNotification]]
+def _enqueue_notifications(
+    db: sqlite3.Connection, payloads: Sequence[Sequence[NewNotification]]
 ) -> list[None]:
-    await _insert_notifications(tx, [n for batch in payloads for n in batch])
+    _insert_notifications(db, [n for batch in payloads for n in batch])
     return [None] * len(payloads)
 
 
@@ -439,20 +441,20 @@ class NotificationOutcome:
     next_attempt_at: float | None = None
 
 
-async def _notification_outcomes(
-    tx: Transaction, payloads: Sequence[Sequence[NotificationOutcome]]
+def _notification_outcomes(
+    db: sqlite3.Connection, payloads: Sequence[Sequence[NotificationOutcome]]
 ) -> list[None]:
     outcomes = [o for batch in payloads for o in batch]
     delivered = [(o.at, o.seq) for o in outcomes if o.delivered]
     retry = [(o.error, o.next_attempt_at, o.seq) for o in outcomes if not o.delivered]
     if delivered:
-        await tx.executemany(
+        db.executemany(
             "UPDATE notifications SET state = 'delivered', delivered_at = ?,"
             " attempts = attempts + 1 WHERE seq = ? AND state = 'pending'",
             delivered,
         )
     if retry:
-        await tx.executemany(
+        db.executemany(
             "UPDATE notifications SET attempts = attempts + 1, last_error = ?1,"
             f" state = CASE WHEN ?2 IS NULL THEN '{NotificationState.DEAD.value}' ELSE state END,"
             " next_attempt_at = coalesce(?2, next_attempt_at)"
@@ -468,10 +470,10 @@ NOTIFICATION_OUTCOMES = OpKind("notification_outcomes", 6, _notification_outcome
 # --- provider statistics ----------------------------------------------------------------------
 
 
-async def _record_provider_stats(
-    tx: Transaction, payloads: Sequence[Sequence[tuple[ProviderStatsDelta, int]]]
+def _record_provider_stats(
+    db: sqlite3.Connection, payloads: Sequence[Sequence[tuple[ProviderStatsDelta, int]]]
 ) -> list[None]:
-    await tx.executemany(
+    db.executemany(
         "INSERT INTO provider_stats (provider, minute, submitted, failed, throttled, receipts,"
         " latency_sum, latency_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (provider, minute) DO UPDATE SET"

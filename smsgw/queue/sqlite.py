@@ -13,17 +13,22 @@ Every operation is one SQLite transaction (an enqueue of 100 messages too), take
 ``BEGIN IMMEDIATE`` where it reads before it writes, so leasing is atomic against other tasks,
 other connections and other processes using the same file. The time (``clock()``) is read after
 the write lock is held, so a lease never carries a time older than the state it was decided on.
+
+Every operation is also ONE round trip to the database's thread: a module-level function that
+runs all its statements there (the round trip, not the SQL, is what costs the Trio thread most).
+Only an error path (naming the duplicate ids of a refused enqueue) takes a second one.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from smsgw.adapters.sqlite import (
     ConstraintViolation,
@@ -31,7 +36,6 @@ from smsgw.adapters.sqlite import (
     Row,
     SqliteDatabase,
     Synchronous,
-    Transaction,
     open_sqlite,
 )
 from smsgw.queue.base import (
@@ -49,6 +53,8 @@ from smsgw.queue.base import (
 )
 
 Clock = Callable[[], float]
+
+_T = TypeVar("_T")
 
 # Statements are built with at most this many ``?`` per list of ids (SQLite allows 32766).
 _CHUNK = 500
@@ -153,12 +159,182 @@ def _check_new(messages: Sequence[NewMessage]) -> None:
         seen.add(message.id)
 
 
+# -- the operations, each run whole on the database's thread ---------------------------------
+#
+# A round trip to the database thread costs the Trio thread more CPU than the statements it
+# carries, so each operation is one function run by ``SqliteDatabase.run_transaction`` (writes:
+# BEGIN IMMEDIATE, the function, COMMIT) or ``SqliteDatabase.run`` (reads): one round trip.
+# They touch only the connection and their arguments. The writes call ``clock()`` first thing,
+# i.e. right after BEGIN IMMEDIATE took the write lock, so a write never carries a time older
+# than the state it was decided on; this is why the clock must be safe to call from another
+# thread (see ``SqliteQueue``).
+
+
+def _enqueue(conn: sqlite3.Connection, clock: Clock, messages: Sequence[NewMessage]) -> None:
+    now = clock()
+    conn.executemany(
+        "INSERT INTO queue_messages (id, payload, priority, state, due_at, enqueued_at)"
+        " VALUES (?, ?, ?, 'ready', ?, ?)",
+        [
+            (
+                m.id,
+                m.payload,
+                m.priority,
+                now if m.not_before is None else max(m.not_before, now),
+                now,
+            )
+            for m in messages
+        ],
+    )
+
+
+def _existing_ids(conn: sqlite3.Connection, ids: Sequence[str]) -> list[str]:
+    found: list[str] = []
+    for chunk in _chunks(ids):
+        rows = conn.execute(
+            f"SELECT id FROM queue_messages WHERE id IN ({_marks(len(chunk))})", chunk
+        ).fetchall()
+        found.extend(row[0] for row in rows)
+    return sorted(found)
+
+
+def _lease(
+    conn: sqlite3.Connection,
+    clock: Clock,
+    token: str,
+    consumer: str,
+    max_items: int,
+    visibility_timeout: float,
+) -> list[Lease]:
+    now = clock()
+    conn.execute(RECLAIM_SQL, (now,))
+    deadline = now + visibility_timeout
+    rows = conn.execute(LEASE_SQL, (token, consumer, deadline, now, max_items)).fetchall()
+    # RETURNING yields rows in no promised order: restore the service order.
+    rows.sort(key=lambda row: (-row[2], row[6], row[7]))
+    return [Lease(message=_message(row), token=token, deadline=deadline) for row in rows]
+
+
+def _ack(
+    conn: sqlite3.Connection, clock: Clock, by_token: Mapping[str, Sequence[str]]
+) -> set[tuple[str, str]]:
+    """Delete the held leases among ``by_token`` (token -> ids); returns the (id, token) deleted."""
+    now = clock()
+    deleted: set[tuple[str, str]] = set()
+    for token, ids in by_token.items():
+        for chunk in _chunks(ids):
+            rows = conn.execute(
+                f"DELETE FROM queue_messages WHERE id IN ({_marks(len(chunk))})"
+                " AND state = 'leased' AND lease_token = ? AND lease_deadline > ?"
+                " RETURNING id, lease_token",
+                (*chunk, token, now),
+            ).fetchall()
+            deleted.update((row[0], row[1]) for row in rows)
+    return deleted
+
+
+def _nack(
+    conn: sqlite3.Connection, clock: Clock, msg_id: str, token: str, delay: float, reason: str
+) -> int:
+    now = clock()
+    return conn.execute(
+        "UPDATE queue_messages SET state = 'ready', due_at = ?, last_error = ?,"
+        " lease_token = NULL, lease_consumer = NULL, lease_deadline = NULL"
+        f" WHERE {_HELD}",
+        (now + delay, reason, msg_id, token, now),
+    ).rowcount
+
+
+def _extend(
+    conn: sqlite3.Connection, clock: Clock, msg_id: str, token: str, visibility_timeout: float
+) -> float | None:
+    """The new deadline, or None if the lease is not held."""
+    now = clock()
+    deadline = now + visibility_timeout
+    changed = conn.execute(
+        f"UPDATE queue_messages SET lease_deadline = ? WHERE {_HELD}",
+        (deadline, msg_id, token, now),
+    ).rowcount
+    return deadline if changed else None
+
+
+def _dead_letter(
+    conn: sqlite3.Connection, clock: Clock, msg_id: str, token: str, reason: str
+) -> int:
+    now = clock()
+    return conn.execute(
+        "UPDATE queue_messages SET state = 'dead', dead_reason = ?, dead_at = ?,"
+        " lease_token = NULL, lease_consumer = NULL, lease_deadline = NULL"
+        f" WHERE {_HELD}",
+        (reason, now, msg_id, token, now),
+    ).rowcount
+
+
+def _dead_letters(conn: sqlite3.Connection, limit: int, offset: int) -> list[DeadLetter]:
+    rows = conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS}, dead_reason, dead_at FROM queue_messages"
+        " WHERE state = 'dead' ORDER BY dead_at, seq LIMIT ? OFFSET ?",
+        (limit, offset),
+    ).fetchall()
+    return [DeadLetter(message=_message(row), reason=row[6], dead_at=row[7]) for row in rows]
+
+
+def _replay(
+    conn: sqlite3.Connection, clock: Clock, ids: Sequence[str], priority: int | None
+) -> int:
+    now = clock()
+    moved = 0
+    for chunk in _chunks(ids):
+        moved += conn.execute(
+            "UPDATE queue_messages SET state = 'ready', attempts = 0, due_at = ?,"
+            " priority = coalesce(?, priority), dead_reason = NULL, dead_at = NULL"
+            f" WHERE state = 'dead' AND id IN ({_marks(len(chunk))})",
+            (now, priority, *chunk),
+        ).rowcount
+    return moved
+
+
+def _purge(conn: sqlite3.Connection, ids: Sequence[str]) -> int:
+    deleted = 0
+    for chunk in _chunks(ids):
+        deleted += conn.execute(
+            f"DELETE FROM queue_messages WHERE id IN ({_marks(len(chunk))})", chunk
+        ).rowcount
+    return deleted
+
+
+def _depth(conn: sqlite3.Connection, clock: Clock) -> QueueDepth:
+    # One scan of the table: depth is for metrics and operators, not for every message.
+    rows = conn.execute(
+        """
+        SELECT CASE
+                 WHEN state = 'dead' THEN 'dead'
+                 WHEN state = 'leased' AND lease_deadline > :now THEN 'leased'
+                 WHEN state = 'ready' AND due_at > :now THEN 'delayed'
+                 ELSE 'ready'  -- due, or an expired lease (visible again)
+               END AS bucket, priority, count(*)
+          FROM queue_messages GROUP BY bucket, priority
+        """,
+        {"now": clock()},
+    ).fetchall()
+    totals = {"ready": 0, "delayed": 0, "leased": 0, "dead": 0}
+    ready_by_priority: dict[int, int] = {}
+    for bucket, priority, count in rows:
+        totals[bucket] += count
+        if bucket == "ready":
+            ready_by_priority[priority] = count
+    return QueueDepth(ready_by_priority=dict(sorted(ready_by_priority.items())), **totals)
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    for statement in SCHEMA:
+        conn.execute(statement)
+
+
 async def create_schema(db: SqliteDatabase) -> None:
     """Create the queue's tables and indexes if missing (idempotent, safe to race)."""
     try:
-        async with db.transaction() as tx:
-            for statement in SCHEMA:
-                await tx.execute(statement)
+        await db.run_transaction(_create_schema)
     except DatabaseUnavailable as exc:
         raise QueueUnavailable(str(exc)) from exc
 
@@ -169,6 +345,10 @@ class SqliteQueue:
     Construct with :func:`open_sqlite_queue`, or on a database the caller already has open (the
     gateway shares its file) with ``await create_schema(db)`` then ``SqliteQueue(db, clock=...)``.
     Several processes may open queues on the same file: they share one queue.
+
+    Each operation is one round trip to the database's thread (one transaction), and ``clock``
+    is called on that thread, under the write lock: it must be a plain thread-safe function
+    (``time.time``, a fake that returns a number), never ``trio.current_time``.
     """
 
     def __init__(self, db: SqliteDatabase, *, clock: Clock = time.time) -> None:  # wall-clock
@@ -176,65 +356,46 @@ class SqliteQueue:
         self._clock = clock
         self._closed = False
 
-    @asynccontextmanager
-    async def _write(self) -> AsyncIterator[tuple[Transaction, float]]:
-        """A write transaction and the time it runs at (read once the write lock is held)."""
-        self._check_open()
-        try:
-            async with self._db.transaction() as tx:
-                yield tx, self._clock()
-        except DatabaseUnavailable as exc:
-            raise QueueUnavailable(str(exc)) from exc
-
     def _check_open(self) -> None:
         if self._closed:
             raise QueueError("queue is closed")
+
+    async def _write(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(conn, *args)`` in one BEGIN IMMEDIATE transaction, in one round trip."""
+        self._check_open()
+        try:
+            return await self._db.run_transaction(fn, *args)
+        except DatabaseUnavailable as exc:
+            raise QueueUnavailable(str(exc)) from exc
+
+    async def _read(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """``fn(conn, *args)`` outside a transaction (one statement reads a consistent state)."""
+        self._check_open()
+        try:
+            return await self._db.run(fn, *args)
+        except DatabaseUnavailable as exc:
+            raise QueueUnavailable(str(exc)) from exc
 
     async def enqueue(self, messages: Sequence[NewMessage]) -> None:
         _check_new(messages)
         if not messages:
             return
         try:
-            async with self._write() as (tx, now):
-                await tx.executemany(
-                    "INSERT INTO queue_messages (id, payload, priority, state, due_at, enqueued_at)"
-                    " VALUES (?, ?, ?, 'ready', ?, ?)",
-                    [
-                        (
-                            m.id,
-                            m.payload,
-                            m.priority,
-                            now if m.not_before is None else max(m.not_before, now),
-                            now,
-                        )
-                        for m in messages
-                    ],
-                )
+            # A snapshot: the list is read on the database thread while other tasks run.
+            await self._write(_enqueue, self._clock, tuple(messages))
         except ConstraintViolation as exc:
-            existing = await self._existing_ids([m.id for m in messages])
+            # The error path may take a second round trip: name the ids already stored.
+            existing = await self._read(_existing_ids, [m.id for m in messages])
             raise DuplicateId(f"message ids already in the queue: {existing}") from exc
-
-    async def _existing_ids(self, ids: Sequence[str]) -> list[str]:
-        found: list[str] = []
-        for chunk in _chunks(ids):
-            rows = await self._db.fetch(
-                f"SELECT id FROM queue_messages WHERE id IN ({_marks(len(chunk))})", chunk
-            )
-            found.extend(row[0] for row in rows)
-        return sorted(found)
 
     async def lease(self, consumer: str, max_items: int, visibility_timeout: float) -> list[Lease]:
         if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
             raise ValueError(f"max_items must be an int >= 1, got {max_items!r}")
         _check_time("visibility_timeout", visibility_timeout, positive=True)
         token = uuid.uuid4().hex
-        async with self._write() as (tx, now):
-            await tx.execute(RECLAIM_SQL, (now,))
-            deadline = now + visibility_timeout
-            rows = await tx.fetch(LEASE_SQL, (token, consumer, deadline, now, max_items))
-        # RETURNING yields rows in no promised order: restore the service order.
-        rows.sort(key=lambda row: (-row[2], row[6], row[7]))
-        return [Lease(message=_message(row), token=token, deadline=deadline) for row in rows]
+        return await self._write(
+            _lease, self._clock, token, consumer, max_items, visibility_timeout
+        )
 
     async def ack(self, leases: Sequence[Lease]) -> None:
         if not leases:
@@ -242,17 +403,7 @@ class SqliteQueue:
         by_token: dict[str, list[str]] = {}
         for lease in leases:
             by_token.setdefault(lease.token, []).append(lease.message.id)
-        deleted: set[tuple[str, str]] = set()
-        async with self._write() as (tx, now):
-            for token, ids in by_token.items():
-                for chunk in _chunks(ids):
-                    rows = await tx.fetch(
-                        f"DELETE FROM queue_messages WHERE id IN ({_marks(len(chunk))})"
-                        " AND state = 'leased' AND lease_token = ? AND lease_deadline > ?"
-                        " RETURNING id, lease_token",
-                        (*chunk, token, now),
-                    )
-                    deleted.update((row[0], row[1]) for row in rows)
+        deleted = await self._write(_ack, self._clock, by_token)
         # Judged against the state before the call, so a lease listed twice is acked once.
         lost = sorted({x.message.id for x in leases if (x.message.id, x.token) not in deleted})
         if lost:
@@ -260,102 +411,37 @@ class SqliteQueue:
 
     async def nack(self, lease: Lease, *, delay: float, reason: str) -> None:
         _check_time("delay", delay, positive=False)
-        async with self._write() as (tx, now):
-            changed = await tx.execute(
-                "UPDATE queue_messages SET state = 'ready', due_at = ?, last_error = ?,"
-                " lease_token = NULL, lease_consumer = NULL, lease_deadline = NULL"
-                f" WHERE {_HELD}",
-                (now + delay, reason, lease.message.id, lease.token, now),
-            )
-        if not changed:
+        if not await self._write(_nack, self._clock, lease.message.id, lease.token, delay, reason):
             raise LeaseLost(f"lease of {lease.message.id!r} no longer held (not nacked)")
 
     async def extend(self, lease: Lease, visibility_timeout: float) -> Lease:
         _check_time("visibility_timeout", visibility_timeout, positive=True)
-        async with self._write() as (tx, now):
-            deadline = now + visibility_timeout
-            changed = await tx.execute(
-                f"UPDATE queue_messages SET lease_deadline = ? WHERE {_HELD}",
-                (deadline, lease.message.id, lease.token, now),
-            )
-        if not changed:
+        deadline = await self._write(
+            _extend, self._clock, lease.message.id, lease.token, visibility_timeout
+        )
+        if deadline is None:
             raise LeaseLost(f"lease of {lease.message.id!r} no longer held (not extended)")
         return Lease(message=lease.message, token=lease.token, deadline=deadline)
 
     async def dead_letter(self, lease: Lease, *, reason: str) -> None:
-        async with self._write() as (tx, now):
-            changed = await tx.execute(
-                "UPDATE queue_messages SET state = 'dead', dead_reason = ?, dead_at = ?,"
-                " lease_token = NULL, lease_consumer = NULL, lease_deadline = NULL"
-                f" WHERE {_HELD}",
-                (reason, now, lease.message.id, lease.token, now),
-            )
-        if not changed:
+        if not await self._write(_dead_letter, self._clock, lease.message.id, lease.token, reason):
             raise LeaseLost(f"lease of {lease.message.id!r} no longer held (not dead-lettered)")
 
     async def dead_letters(self, *, limit: int = 100, offset: int = 0) -> list[DeadLetter]:
         if limit < 0 or offset < 0:
             raise ValueError(f"limit and offset must be >= 0, got {limit}, {offset}")
-        self._check_open()
-        rows = await self._read(
-            f"SELECT {_MESSAGE_COLUMNS}, dead_reason, dead_at FROM queue_messages"
-            " WHERE state = 'dead' ORDER BY dead_at, seq LIMIT ? OFFSET ?",
-            (limit, offset),
-        )
-        return [DeadLetter(message=_message(row), reason=row[6], dead_at=row[7]) for row in rows]
+        return await self._read(_dead_letters, limit, offset)
 
     async def replay(self, ids: Sequence[str], *, priority: int | None = None) -> int:
         if priority is not None and not MIN_PRIORITY <= priority <= MAX_PRIORITY:
             raise ValueError(f"priority must be {MIN_PRIORITY}..{MAX_PRIORITY}, got {priority}")
-        moved = 0
-        async with self._write() as (tx, now):
-            for chunk in _chunks(list(dict.fromkeys(ids))):
-                moved += await tx.execute(
-                    "UPDATE queue_messages SET state = 'ready', attempts = 0, due_at = ?,"
-                    " priority = coalesce(?, priority), dead_reason = NULL, dead_at = NULL"
-                    f" WHERE state = 'dead' AND id IN ({_marks(len(chunk))})",
-                    (now, priority, *chunk),
-                )
-        return moved
+        return await self._write(_replay, self._clock, list(dict.fromkeys(ids)), priority)
 
     async def purge(self, ids: Sequence[str]) -> int:
-        deleted = 0
-        async with self._write() as (tx, _now):
-            for chunk in _chunks(list(dict.fromkeys(ids))):
-                deleted += await tx.execute(
-                    f"DELETE FROM queue_messages WHERE id IN ({_marks(len(chunk))})", chunk
-                )
-        return deleted
+        return await self._write(_purge, list(dict.fromkeys(ids)))
 
     async def depth(self) -> QueueDepth:
-        # One scan of the table: depth is for metrics and operators, not for every message.
-        self._check_open()
-        now = self._clock()
-        rows = await self._read(
-            """
-            SELECT CASE
-                     WHEN state = 'dead' THEN 'dead'
-                     WHEN state = 'leased' AND lease_deadline > :now THEN 'leased'
-                     WHEN state = 'ready' AND due_at > :now THEN 'delayed'
-                     ELSE 'ready'  -- due, or an expired lease (visible again)
-                   END AS bucket, priority, count(*)
-              FROM queue_messages GROUP BY bucket, priority
-            """,
-            {"now": now},
-        )
-        totals = {"ready": 0, "delayed": 0, "leased": 0, "dead": 0}
-        ready_by_priority: dict[int, int] = {}
-        for bucket, priority, count in rows:
-            totals[bucket] += count
-            if bucket == "ready":
-                ready_by_priority[priority] = count
-        return QueueDepth(ready_by_priority=dict(sorted(ready_by_priority.items())), **totals)
-
-    async def _read(self, sql: str, params: Any) -> list[Row]:
-        try:
-            return await self._db.fetch(sql, params)
-        except DatabaseUnavailable as exc:
-            raise QueueUnavailable(str(exc)) from exc
+        return await self._read(_depth, self._clock)
 
     async def aclose(self) -> None:
         """Refuse further calls. The database belongs to whoever opened it and is not closed."""

@@ -87,8 +87,9 @@ from smsgw.routing import (
     Router,
     next_provider,
 )
+from smsgw.status_batch import StatusBatcher
 from smsgw.storage import DuplicateId, MessageStateError, Store, StoreError, UnknownMessage
-from smsgw.storage.writes import RecordResult
+from smsgw.storage.writes import Notify, RecordResult
 
 __all__ = ["MAX_INLINE_THROTTLES", "Processor", "ProviderStatsBuffer", "Settings", "reference_for"]
 
@@ -194,6 +195,8 @@ class _Job:
     tried: list[str] = attrs.Factory(list)
     #: The row exists (it was read, or a write succeeded on it).
     row_known: bool = False
+    #: Merges this job's status writes with those of the other jobs of its batch.
+    batcher: StatusBatcher | None = None
 
     @property
     def id(self) -> str:
@@ -308,12 +311,14 @@ class Processor:
         done: list[Lease] = []
         finished: set[str] = set()
         self._counters.in_flight += len(leases)
+        batcher = StatusBatcher(self._store)
         try:
             async with trio.open_nursery() as batch:
                 batch.start_soon(self._keep_alive, leases, finished)
+                batch.start_soon(batcher.run)
                 async with trio.open_nursery() as work:
                     for lease in leases:
-                        work.start_soon(self._process_lease, lease, done, finished)
+                        work.start_soon(self._process_lease, lease, done, finished, batcher)
                 batch.cancel_scope.cancel()
         finally:
             self._counters.in_flight -= len(leases)
@@ -361,9 +366,15 @@ class Processor:
                 except QueueError as exc:
                     log.warning("could not extend the lease of %s: %s", lease.message.id, exc)
 
-    async def _process_lease(self, lease: Lease, done: list[Lease], finished: set[str]) -> None:
+    async def _process_lease(
+        self,
+        lease: Lease,
+        done: list[Lease],
+        finished: set[str],
+        batcher: StatusBatcher | None = None,
+    ) -> None:
         try:
-            verdict = await self.process(lease)
+            verdict = await self.process(lease, batcher)
         except (StoreError, QueueError) as exc:
             # Storage or queue trouble: give the message back for later (best effort; if that
             # fails too, its lease expires).
@@ -379,8 +390,10 @@ class Processor:
 
     # -- one message -----------------------------------------------------------------------
 
-    async def process(self, lease: Lease) -> _Verdict:
-        """Take one leased message as far as it goes now (module docstring)."""
+    async def process(self, lease: Lease, batcher: StatusBatcher | None = None) -> _Verdict:
+        """Take one leased message as far as it goes now (module docstring). Its status writes
+        go through ``batcher`` if given (merged with those of the other messages of its
+        batch), else straight to the store."""
         queued = lease.message
         try:
             payload = decode_payload(queued.payload)
@@ -390,7 +403,7 @@ class Processor:
             self._counters.dead_lettered += 1
             await self._queue.dead_letter(lease, reason=f"unreadable payload: {exc}")
             return _Verdict.HANDLED
-        job = _Job(lease, payload, retry_state(queued), parts=payload.parts)
+        job = _Job(lease, payload, retry_state(queued), parts=payload.parts, batcher=batcher)
         if queued.attempts > 1 or queued.last_error is not None:
             verdict = await self._load_history(job)
             if verdict is not None:
@@ -671,9 +684,7 @@ class Processor:
             parked.extend(self._dlr.expect(provider, smsc_id, config.message_id_format, ref))
 
         try:
-            await self._store.map_and_record(
-                [mapping], [event], notify=notify, handed_over=handed_over
-            )
+            await self._write(job, [mapping], [event], notify=notify, handed_over=handed_over)
         except MessageIdError as exc:
             # Refused before anything was written: record the event alone.
             log.warning(
@@ -773,12 +784,12 @@ class Processor:
             return notifications
 
         try:
-            result = await self._store.record_events(events, notify=notify)
+            result = await self._write(job, (), events, notify=notify)
         except UnknownMessage:
             if job.row_known:
                 raise
             await self._rebuild_row(job)
-            result = await self._store.record_events(events, notify=notify)
+            result = await self._write(job, (), events, notify=notify)
         job.row_known = True
         provider = events[0].provider or (job.tried[-1] if job.tried else None)
         for change in result.changes:
@@ -787,6 +798,22 @@ class Processor:
         if notified:
             self._webhooks_due()
         return result
+
+    async def _write(
+        self,
+        job: _Job,
+        mappings: Sequence[SmscIdMapping],
+        events: Sequence[StatusEvent],
+        *,
+        notify: Notify,
+        handed_over: Callable[[], None] | None = None,
+    ) -> RecordResult:
+        """The job's status write: through its batch's batcher, else straight to the store."""
+        if job.batcher is not None:
+            return await job.batcher.write(mappings, events, notify=notify, handed_over=handed_over)
+        return await self._store.map_and_record(
+            mappings, events, notify=notify, handed_over=handed_over
+        )
 
     async def _rebuild_row(self, job: _Job) -> None:
         """The row of a queued message is missing: the gateway stopped between queueing it and

@@ -14,7 +14,9 @@ from :data:`SUBMITTERS` concurrent clients) while the gateway sends them, and re
   Under full load every message is accepted at once, so this includes the wait in the queue; a
   separate run at a light steady rate (``--light-rate``) gives the pipeline's own latency;
 - CPU seconds per 1,000 messages (``resource.getrusage``: this process, all threads, i.e. the
-  gateway and its SQLite worker threads; not the simulator) and the peak RSS of this process.
+  gateway and its SQLite worker threads; not the simulator), and of that the Trio thread's own
+  share (``time.thread_time``; the rest is the SQLite worker threads), and the peak RSS of this
+  process.
 
 A second run sends to a simulator that allows ``--tps`` submissions per second and throttles 1%
 of them at random (``ESME_RTHROTTLED``), with the provider configured at that rate: the figure
@@ -125,6 +127,8 @@ class RunResult:
     p50: float
     p99: float
     cpu_per_1000: float
+    #: Of ``cpu_per_1000``, the Trio thread's (the rest: the SQLite worker threads).
+    trio_cpu_per_1000: float
     failed: int
     #: The run hit its time limit before every message was receipted (figures are partial).
     timed_out: bool
@@ -244,6 +248,7 @@ async def one_run(
             samples: list[_Sample] = []
             start = trio.current_time()
             cpu_start = _cpu_seconds()
+            trio_cpu_start = time.thread_time()
             left = count
             batch = 1 if pace is not None else SUBMIT_BATCH
 
@@ -280,6 +285,7 @@ async def one_run(
                         break
             elapsed = trio.current_time() - start
             cpu = _cpu_seconds() - cpu_start
+            trio_cpu = time.thread_time() - trio_cpu_start
             if bar is not None:
                 bar.done()
             submitted, receipted, failed = _counts(gateway.stats())
@@ -306,6 +312,7 @@ async def one_run(
         p50=_percentile(latencies, 0.50),
         p99=_percentile(latencies, 0.99),
         cpu_per_1000=cpu / max(1, submitted) * 1000,
+        trio_cpu_per_1000=trio_cpu / max(1, submitted) * 1000,
         failed=failed,
         timed_out=timed_out,
     )
@@ -510,6 +517,12 @@ def report(args: argparse.Namespace, results: BenchResults) -> None:
             "CPU seconds per 1,000 messages",
             f"{_median(main, lambda r: r.cpu_per_1000):.3f}",
             " ".join(f"{r.cpu_per_1000:.3f}" for r in main),
+            "",
+        ),
+        (
+            "  of which the Trio thread",
+            f"{_median(main, lambda r: r.trio_cpu_per_1000):.3f}",
+            " ".join(f"{r.trio_cpu_per_1000:.3f}" for r in main),
             "",
         ),
     ]

@@ -214,6 +214,8 @@ class Gateway:
             counters=self.counters,
             notifier=self.notifier,
             clock=self._clock,
+            reassembly_timeout=config.inbound.reassembly_timeout,
+            max_pending=config.inbound.max_pending,
             webhooks_due=self._webhooks_due,
         )
         processor = Processor(
@@ -289,14 +291,19 @@ class Gateway:
             await self._stopped.wait()
 
     async def reload(self, config: GatewayConfig) -> None:
-        """Take new providers, routes, limits and retry policy live. The queue, database and
-        ``[gateway]`` settings (and the number of consumers) take effect only at the next start.
+        """Take new providers, routes, limits, retry policy and ``[inbound]
+        reassembly_timeout`` live. The queue, database and ``[gateway]`` settings (and the
+        number of consumers, and ``[inbound] max_pending``) take effect only at the next start.
         """
         if self._manager is None or not self._accepting:
             raise GatewayNotRunning("the gateway is not running")
         for section in ("queue", "database", "gateway"):
             if getattr(config, section) != getattr(self.config, section):
                 log.warning("[%s] changed: it takes effect at the next start", section)
+        if config.inbound.max_pending != self.config.inbound.max_pending:
+            log.warning("[inbound] max_pending changed: it takes effect at the next start")
+        if self._mo is not None:
+            self._mo.reassembly_timeout = config.inbound.reassembly_timeout
         await self._manager.reload(config.providers)
         settings = Settings.from_config(config, previous=self._settings)
         self._settings = settings

@@ -8,10 +8,11 @@
   total). Its PDU is **not answered yet**: every part of the message is answered once the whole
   message is stored, so the SMSC never hears "ESME_ROK" for a part the gateway could still lose.
   A part received twice is answered with the rest (the reassembler ignores the copy).
-- A message whose parts do not all arrive within ``reassembly_timeout`` seconds is stored as it
-  is (the parts that came, in order; counted in ``mo_incomplete``) and its parts answered: a
-  lost part should not cost the others. The timeout is shorter than the client's
-  ``inbound_answer_timeout`` (30 s), after which the SMSC would be answered with a temporary error.
+- A message whose parts do not all arrive within ``reassembly_timeout`` seconds (``[inbound]``
+  in the config) is stored as it is (the parts that came, in order; counted in
+  ``mo_incomplete``) and its parts answered: a lost part should not cost the others. The
+  timeout is shorter than the client's ``inbound_answer_timeout`` (30 s), after which the SMSC
+  would be answered with a temporary error (the config refuses a longer one).
 - If storing fails, every PDU of the message is answered with a temporary error
   (ESME_RX_T_APPN): the SMSC delivers it again.
 

@@ -23,6 +23,10 @@ class BindMode(enum.Enum):
     RECEIVER = "receiver"
 
 
+#: The default ``inbound_answer_timeout`` (seconds).
+INBOUND_ANSWER_TIMEOUT = 30.0
+
+
 @attrs.frozen
 class TlsConfig:
     """TLS towards the SMSC. ``ca_file``: the CAs to trust (None: the system's);
@@ -83,7 +87,7 @@ class ClientConfig:
     enquire_link_interval: float = attrs.field(default=30.0, validator=_positive)
     drain_timeout: float = attrs.field(default=5.0, validator=attrs.validators.ge(0.0))
     inbound_buffer: int = attrs.field(default=64, validator=attrs.validators.ge(0))
-    inbound_answer_timeout: float = attrs.field(default=30.0, validator=_positive)
+    inbound_answer_timeout: float = attrs.field(default=INBOUND_ANSWER_TIMEOUT, validator=_positive)
     inbound_default_status: int = CommandStatus.ESME_RX_T_APPN
     backoff: BackoffPolicy = BackoffPolicy()
     max_command_length: int = attrs.field(default=70_000, validator=attrs.validators.ge(16))

@@ -865,6 +865,7 @@ def _doc_section(heading: str) -> str:
         ("## `[metrics]`", "MetricsConfig"),
         ("## `[webhooks]`", "WebhooksConfig"),
         ("### `[[webhooks.secrets]]`", "WebhookSecret"),
+        ("## `[inbound]`", "InboundConfig"),
     ],
 )
 def test_every_key_is_documented(heading: str, cls: str) -> None:
@@ -883,6 +884,20 @@ def test_the_documented_classification_table_is_the_code() -> None:
     documented = {int(code, 16): Outcome(outcome) for _, code, outcome in rows}
     assert documented == dict(DEFAULT_OUTCOMES)
     assert all(CommandStatus[name] == int(code, 16) for name, code, _ in rows)
+
+
+def test_inbound_reassembly_settings() -> None:
+    assert parse(provider()).inbound.reassembly_timeout == 20.0
+    config = parse('[inbound]\nreassembly_timeout = "5s"\nmax_pending = 10\n' + provider())
+    assert (config.inbound.reassembly_timeout, config.inbound.max_pending) == (5.0, 10)
+    # The SMPP client answers a held part with a temporary error after 30 s: a longer wait
+    # would make the SMSC send every part again.
+    assert problems('[inbound]\nreassembly_timeout = "45s"\n' + provider()) == [
+        "inbound.reassembly_timeout: expected a duration <= 29s, got 45s"
+    ]
+    assert problems("[inbound]\nmax_pending = 0\n" + provider()) == [
+        "inbound.max_pending: expected int from 1 to 10000000, got 0"
+    ]
 
 
 # --- hostile documents ----------------------------------------------------------------------

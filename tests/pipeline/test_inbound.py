@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import sqlite3
 
+import attrs
+import pytest
 import trio
 
 from smpp_codec.constants import CommandStatus, EsmClass
 from smpp_codec.pdu import DeliverSm
 from smpp_codec.segment import SplitMode
+from smsgw.config import InboundConfig
 from smsgw.messages import Accepted, SubmitRequest
 from smsgw.model import MessageStatus, NotificationKind
 from smsgw.simulator.connection import MoWaiter
@@ -63,12 +66,17 @@ async def test_multipart_mos_are_reassembled_before_they_are_stored(harness: Har
     assert gateway.stats().mo_received == 4 and gateway.stats().mo_incomplete == 0
 
 
-async def test_an_incomplete_multipart_mo_is_stored_when_its_time_is_up(harness: Harness) -> None:
+@pytest.mark.parametrize("by_reload", [False, True])
+async def test_an_incomplete_multipart_mo_is_stored_when_its_time_is_up(
+    harness: Harness, by_reload: bool
+) -> None:
     sim = await harness.simulator()
-    gateway = await harness.gateway(harness.config([provider("a", sim.port)]))
-    assert gateway._mo is not None
-    gateway._mo.reassembly_timeout = 0.3
-    with trio.fail_after(20):
+    config = harness.config([provider("a", sim.port)])
+    short = attrs.evolve(config, inbound=InboundConfig(reassembly_timeout=0.3))
+    gateway = await harness.gateway(config if by_reload else short)
+    if by_reload:  # [inbound] reassembly_timeout is taken live
+        await gateway.reload(short)
+    with trio.fail_after(10):  # well below the default 20 s
         await wait_until(lambda: gateway.providers.healthy("a"), what="a bound")
         # Part 1 of 2 only (send_mo sends whole messages): the simulator's connection is given
         # one deliver_sm with a UDH8 concatenation header.

@@ -7,7 +7,7 @@ of a provider:
    ESME_ROK (sending it again would not make it readable), counted and logged.
 2. Find the part: the SMSC id, normalised in the provider's ``message_id_format``
    (:func:`smsgw.correlation.receipt_key`), is looked up in the correlator's memory of recent
-   mappings, else in the database (``Store.find_part``).
+   mappings, else in the database (``Store.find_parts``).
 3. Found: record the part's new status (:func:`smsgw.model.status_for_message_state`; the
    intermediate ENROUTE/ACCEPTED record nothing) with the receipt's ``stat``/``err`` as the
    reason, and the status webhook in the same transaction; THEN answer the SMSC. If the store
@@ -21,6 +21,10 @@ of a provider:
    receipt lives in memory only: a crash loses it (answering it only when matched would hold
    the SMSC's window for up to the park time).
 
+Receipts come in batches (:meth:`DlrHandler.handle_many`, the receipts the dispatcher found
+waiting together): their status events are one store call, and a receipt naming a message that
+is gone (pruned) makes the others be recorded one by one, so it costs only itself.
+
 With ``receipts = "final_part"`` only the last part of a message asks for a receipt, so that
 receipt's status is applied to the whole message (every part still pending takes it).
 
@@ -33,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 
 import attrs
@@ -44,7 +48,7 @@ from smpp_codec.errors import MessageIdError, ReceiptError
 from smpp_codec.message_id import MessageIdFormat
 from smpp_codec.receipt import DeliveryReceipt, receipt_from_pdu
 from smsgw.config import ProviderConfig, ReceiptMode
-from smsgw.correlation import Correlator, Match, Orphan, receipt_key, resp_key
+from smsgw.correlation import Correlator, Match, Orphan, SmscKey, receipt_key, resp_key
 from smsgw.messages import Counters, inbound_notification_body, status_notification_body
 from smsgw.metrics import FINAL_STATUSES, Metrics
 from smsgw.model import (
@@ -58,6 +62,7 @@ from smsgw.model import (
 )
 from smsgw.smpp.inbound import Inbound
 from smsgw.storage import Store, StoreError, UnknownMessage
+from smsgw.storage.writes import RecordResult
 
 __all__ = ["DlrHandler", "Notifier"]
 
@@ -199,46 +204,70 @@ class DlrHandler:
 
     async def handle(self, provider: str, inbound: Inbound) -> None:
         """Handle one receipt and answer it (module docstring)."""
-        try:
-            receipt = receipt_from_pdu(inbound.pdu)  # type: ignore[arg-type]
-            if receipt is None:
-                raise ReceiptError("not a receipt")
-            key = receipt_key(provider, receipt.message_id, self._id_format(provider))
-        except (ReceiptError, MessageIdError) as exc:
-            self._counters.receipts_invalid += 1
-            log.warning(
-                "unreadable receipt from %s: %s", provider, exc, extra={"provider": provider}
-            )
-            await inbound.reply(0)
-            return
-        self._counters.receipts += 1
-        self._count_receipt(provider)
-        correlator = self.correlator(provider)
-        try:
-            part = correlator.lookup(key, trio.current_time())
+        await self.handle_many([(provider, inbound)])
+
+    async def handle_many(self, receipts: Sequence[tuple[str, Inbound]]) -> None:
+        """Handle receipts (of any providers) and answer each (module docstring): the status
+        writes of all of them in one store call, each answered once that call is committed."""
+        now = trio.current_time()
+        found: list[tuple[Inbound, _Parked, PartRef]] = []
+        unknown: list[tuple[Inbound, _Parked, SmscKey]] = []
+        answered: list[Inbound] = []
+        for provider, inbound in receipts:
+            try:
+                receipt = receipt_from_pdu(inbound.pdu)  # type: ignore[arg-type]
+                if receipt is None:
+                    raise ReceiptError("not a receipt")
+                key = receipt_key(provider, receipt.message_id, self._id_format(provider))
+            except (ReceiptError, MessageIdError) as exc:
+                self._counters.receipts_invalid += 1
+                log.warning(
+                    "unreadable receipt from %s: %s", provider, exc, extra={"provider": provider}
+                )
+                answered.append(inbound)
+                continue
+            self._counters.receipts += 1
+            self._count_receipt(provider)
+            part = self.correlator(provider).lookup(key, now)
             if part is None:
-                part = await self._store.find_part(key)
-            if part is None:
-                self._counters.receipts_parked += 1
-                parked = correlator.park(key, _Parked(provider, receipt), trio.current_time())
-                self._wake.set()
-                for orphan in parked.evicted:
-                    self._orphan(orphan)
-                if parked.match is not None:
-                    await self._apply(parked.match)
-                await inbound.reply(0)
-                return
-            await self._apply_receipt(provider, receipt, part)
+                unknown.append((inbound, _Parked(provider, receipt), key))
+            else:
+                found.append((inbound, _Parked(provider, receipt), part))
+        try:
+            if unknown:
+                # Not among the recent mappings: the database has the older ones.
+                parts = await self._store.find_parts([key for _, _, key in unknown])
+                for inbound, parked, key in unknown:
+                    part = parts.get(key)
+                    if part is not None:
+                        found.append((inbound, parked, part))
+                        continue
+                    answered.append(inbound)
+                    await self._park(key, parked)
+            await self._apply_many([(parked, part) for _, parked, part in found])
         except StoreError as exc:
             log.warning(
-                "receipt from %s not recorded, the SMSC will send it again: %s",
-                provider,
+                "%d receipt(s) not recorded, the SMSC will send them again: %s",
+                len(found),
                 exc,
-                extra={"provider": provider},
             )
-            await inbound.reply(RETRY_LATER)
-            return
-        await inbound.reply(0)
+            for inbound, _parked, _part in found:
+                await inbound.reply(RETRY_LATER)
+            found = []
+        for inbound in answered:
+            await inbound.reply(0)
+        for inbound, _parked, _part in found:
+            await inbound.reply(0)
+
+    async def _park(self, key: SmscKey, parked: _Parked) -> None:
+        """A receipt that overtook its submit_sm_resp: parked (module docstring), answered."""
+        self._counters.receipts_parked += 1
+        result = self.correlator(parked.provider).park(key, parked, trio.current_time())
+        self._wake.set()
+        for orphan in result.evicted:
+            self._orphan(orphan)
+        if result.match is not None:
+            await self._apply(result.match)
 
     def expect(
         self, provider: str, smsc_id: str, id_format: MessageIdFormat, part: PartRef
@@ -278,12 +307,14 @@ class DlrHandler:
         await self.apply_parked(self.expect(provider, smsc_id, id_format, part))
 
     async def _apply(self, match: Match[_Parked]) -> None:
-        await self._apply_receipt(match.receipt.provider, match.receipt.receipt, match.part)
+        await self._apply_many([(match.receipt, match.part)])
 
-    async def _apply_receipt(self, provider: str, receipt: DeliveryReceipt, part: PartRef) -> None:
+    def _event(self, provider: str, receipt: DeliveryReceipt, part: PartRef) -> StatusEvent | None:
+        """The status event of a receipt for ``part`` (None: ENROUTE / ACCEPTED, the SMSC still
+        holds the message: nothing changes)."""
         status = status_for_message_state(receipt.state)
         if status is None:
-            return  # ENROUTE / ACCEPTED: the SMSC still holds it; nothing changes
+            return None
         submitted = self._submitted.pop(part, None)
         if submitted is not None:
             self._metrics.observe_submit_to_receipt(max(0.0, trio.current_time() - submitted))
@@ -292,13 +323,46 @@ class DlrHandler:
         reason = f"receipt from {provider}: {receipt.stat}"
         if receipt.err and receipt.err.strip("0"):
             reason += f" err:{receipt.err}"
-        event = StatusEvent(
+        return StatusEvent(
             message_id=part.message_id,
             status=status,
             reason=reason,
             part_number=None if whole else part.part_number,
             provider=provider,
         )
+
+    async def _apply_many(self, receipts: Sequence[tuple[_Parked, PartRef]]) -> None:
+        """Record the receipts' status events in one store call (raises its StoreError)."""
+        events = [
+            event
+            for parked, part in receipts
+            if (event := self._event(parked.provider, parked.receipt, part)) is not None
+        ]
+        if not events:
+            return
+        notified = False
+
+        def notify(change: StatusChange) -> list[NewNotification]:
+            nonlocal notified
+            notifications = self._notifier.status(change)
+            notified = notified or bool(notifications)
+            return notifications
+
+        try:
+            result = await self._store.record_events(events, notify=notify)
+        except UnknownMessage:
+            if len(events) > 1:
+                # One of them names a message that is gone (nothing was written): each alone.
+                for event in events:
+                    await self._record_alone(event)
+                return
+            self._pruned(events[0])
+            return
+        self._changed(result, {e.message_id: e.provider for e in events})
+        if notified:
+            self._webhooks_due()
+
+    async def _record_alone(self, event: StatusEvent) -> None:
         notified = False
 
         def notify(change: StatusChange) -> list[NewNotification]:
@@ -310,16 +374,22 @@ class DlrHandler:
         try:
             result = await self._store.record_events([event], notify=notify)
         except UnknownMessage:
-            # The mapping outlived its message (pruned): nothing to update.
-            self._counters.orphaned_receipts += 1
-            self._metrics.receipt_orphaned(provider)
-            log.info("receipt for pruned message %s", part.message_id)
+            self._pruned(event)
             return
-        for change in result.changes:
-            if change.new in FINAL_STATUSES:
-                self._metrics.message_final(provider, change.new)
+        self._changed(result, {event.message_id: event.provider})
         if notified:
             self._webhooks_due()
+
+    def _pruned(self, event: StatusEvent) -> None:
+        # The mapping outlived its message (pruned): nothing to update.
+        self._counters.orphaned_receipts += 1
+        self._metrics.receipt_orphaned(event.provider or "")
+        log.info("receipt for pruned message %s", event.message_id)
+
+    def _changed(self, result: RecordResult, providers: Mapping[str, str | None]) -> None:
+        for change in result.changes:
+            if change.new in FINAL_STATUSES:
+                self._metrics.message_final(providers.get(change.message_id), change.new)
 
     # -- orphans ---------------------------------------------------------------------------
 

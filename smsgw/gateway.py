@@ -87,8 +87,10 @@ log = logging.getLogger("smsgw.gateway")
 STATS_INTERVAL = 10.0
 #: How long a queue depth reading is reused by the backpressure check.
 DEPTH_CACHE = 1.0
-#: Inbound PDUs handled at once (receipts and MOs).
+#: Inbound handlers running at once (a batch of receipts, or one MO each).
 INBOUND_CONCURRENCY = 128
+#: Receipts handled (and recorded) together at most.
+RECEIPT_BATCH = 256
 
 
 class GatewayError(Exception):
@@ -528,25 +530,50 @@ class Gateway:
     # -- services --------------------------------------------------------------------------
 
     async def _dispatch_inbound(self, manager: ProviderManager) -> None:
-        """Hand every inbound PDU to the DLR handler (receipts) or the MO handler, several at
-        once (so the store can group their writes), at most :data:`INBOUND_CONCURRENCY`."""
+        """Hand inbound PDUs to the DLR handler (receipts) and the MO handler, several at once
+        (at most :data:`INBOUND_CONCURRENCY` handlers). The receipts waiting together (up to
+        :data:`RECEIPT_BATCH`) go to one handler, which records them in one store call."""
         limiter = trio.CapacityLimiter(INBOUND_CONCURRENCY)
         async with trio.open_nursery() as nursery:
-            async for provider, inbound in manager.inbound:
-                if not inbound.needs_answer:
-                    continue  # alert_notification: nothing to store or answer
-                await limiter.acquire_on_behalf_of(inbound)
-                nursery.start_soon(self._handle_inbound, provider, inbound, limiter)
+            async for first in manager.inbound:
+                waiting = [first]
+                while len(waiting) < RECEIPT_BATCH:
+                    try:
+                        waiting.append(manager.inbound.receive_nowait())
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                receipts: list[tuple[str, Inbound]] = []
+                for provider, inbound in waiting:
+                    if not inbound.needs_answer:
+                        continue  # alert_notification: nothing to store or answer
+                    if inbound.is_receipt:
+                        receipts.append((provider, inbound))
+                        continue
+                    await limiter.acquire_on_behalf_of(inbound)
+                    nursery.start_soon(self._handle_mo, provider, inbound, limiter)
+                if receipts:
+                    borrower = object()  # the batch, in the limiter's eyes
+                    await limiter.acquire_on_behalf_of(borrower)
+                    nursery.start_soon(self._handle_receipts, receipts, limiter, borrower)
 
-    async def _handle_inbound(
+    async def _handle_receipts(
+        self,
+        receipts: list[tuple[str, Inbound]],
+        limiter: trio.CapacityLimiter,
+        borrower: object,
+    ) -> None:
+        try:
+            assert self._dlr is not None
+            await self._dlr.handle_many(receipts)
+        finally:
+            limiter.release_on_behalf_of(borrower)
+
+    async def _handle_mo(
         self, provider: str, inbound: Inbound, limiter: trio.CapacityLimiter
     ) -> None:
         try:
-            assert self._dlr is not None and self._mo is not None
-            if inbound.is_receipt:
-                await self._dlr.handle(provider, inbound)
-            else:
-                await self._mo.handle(provider, inbound)
+            assert self._mo is not None
+            await self._mo.handle(provider, inbound)
         finally:
             limiter.release_on_behalf_of(inbound)
 

@@ -49,7 +49,8 @@ async def test_receipts_no_part_matches_are_counted_as_orphans(harness: Harness)
             seed=1, id_format=IdFormat.HEX, receipts=ReceiptConfig(id_form=ReceiptIdForm.DECIMAL)
         )
     )
-    # Ids above 9 differ between the two spellings; the first ones are equal in both bases.
+    # The simulator's ids are large counters, so the hex and decimal spellings of one id differ
+    # (an id below 10 would be spelt the same way and match).
     config = harness.config([provider("a", sim.port, early_receipt_park=0.2)])
     gateway = await harness.gateway(config)
     with trio.fail_after(20):
@@ -59,8 +60,13 @@ async def test_receipts_no_part_matches_are_counted_as_orphans(harness: Harness)
         ids = [r.id for r in results if isinstance(r, Accepted)]
         await wait_until(lambda: gateway.stats().receipts == 12, what="12 receipts")
         await wait_until(lambda: gateway.stats().orphaned_receipts >= 1, what="an orphan")
+        # Every parked receipt is matched or orphaned once its park time is up.
+        assert gateway._dlr is not None
+        dlr = gateway._dlr
+        await wait_until(lambda: dlr.parked() == 0, what="no receipt parked")
         statuses = [(await gateway.message(i)).status for i in ids]  # type: ignore[union-attr]
     orphans = gateway.stats().orphaned_receipts
+    assert orphans >= 1
     assert statuses.count(S.SUBMITTED) == orphans  # an orphan's message keeps waiting
     assert statuses.count(S.DELIVERED) == 12 - orphans
 

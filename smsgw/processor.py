@@ -76,7 +76,7 @@ from smsgw.payload import (
     retry_state,
 )
 from smsgw.providers import ProviderManager, ProviderUnavailable
-from smsgw.queue.base import Lease, LeaseLost, Queue, QueueError
+from smsgw.queue.base import REPLAYED, Lease, LeaseLost, Queue, QueueError
 from smsgw.ratelimit import ProviderLimiter, RateLimiter
 from smsgw.retry import Outcome, classify_exception
 from smsgw.routing import (
@@ -474,7 +474,9 @@ class Processor:
         # twice.
         state, leases = job.state, job.lease.message.attempts
         resumed = state.lease > 0 and state.lease == leases - 1
-        if job.accepted and not resumed:
+        # Replayed from the dead-letter queue: its accepted parts are expected too.
+        replayed = (job.lease.message.last_error or "").startswith(REPLAYED)
+        if job.accepted and not (resumed or replayed):
             self._counters.duplicates_detected += len(job.accepted)
             log.info(
                 "message %s came back with part(s) %s already accepted: not sending them again",

@@ -15,7 +15,9 @@ Semantics (docs/queue.md has the full text):
   passed. A lease not acked/nacked before its deadline makes the message visible again (a crashed
   consumer's work is reclaimed); the stale lease's token is then refused with ``LeaseLost`` by
   ack, nack, extend and dead_letter, even if nobody has leased the message again yet.
-- ``attempts`` counts leases handed out for the message (reset to 0 by ``replay``).
+- ``attempts`` counts leases handed out for the message (reset to 0 by ``replay``). A replayed
+  message's ``last_error`` is :data:`REPLAYED` followed by its dead-letter reason: attempts
+  start again, but the message has been worked on before.
 
 Times in this interface are wall-clock epoch seconds (floats): leases must mean the same thing to
 several processes and machines sharing one Redis. Backends take the time from an injectable clock
@@ -32,6 +34,8 @@ import attrs
 MIN_PRIORITY = 0
 MAX_PRIORITY = 9
 DEFAULT_PRIORITY = 5
+#: The start of a replayed message's ``last_error`` (its dead-letter reason follows).
+REPLAYED = "replayed from the dead-letter queue: "
 
 
 class QueueError(Exception):
@@ -116,9 +120,7 @@ class Queue(Protocol):
         """Store messages durably; when this returns they survive a crash. Duplicate ids raise
         ``DuplicateId`` and store nothing of the batch."""
 
-    async def lease(
-        self, consumer: str, max_items: int, visibility_timeout: float
-    ) -> list[Lease]:
+    async def lease(self, consumer: str, max_items: int, visibility_timeout: float) -> list[Lease]:
         """Hand out up to ``max_items`` due messages, highest priority first; may return []."""
 
     async def ack(self, leases: Sequence[Lease]) -> None:
@@ -139,7 +141,9 @@ class Queue(Protocol):
         """Dead letters, oldest first."""
 
     async def replay(self, ids: Sequence[str], *, priority: int | None = None) -> int:
-        """Move dead letters back to the queue (attempts reset to 0); returns how many moved."""
+        """Move dead letters back to the queue (attempts reset to 0, ``last_error`` set to
+        :data:`REPLAYED` followed by the dead-letter reason, so whoever leases it knows it has
+        been sent before); returns how many moved."""
 
     async def purge(self, ids: Sequence[str]) -> int:
         """Delete messages by id in any state; returns how many were deleted."""

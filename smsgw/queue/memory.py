@@ -21,6 +21,7 @@ import attrs
 from smsgw.queue.base import (
     MAX_PRIORITY,
     MIN_PRIORITY,
+    REPLAYED,
     DeadLetter,
     DuplicateId,
     Lease,
@@ -190,6 +191,7 @@ class MemoryQueue:
         for i in dict.fromkeys(ids):
             e = self._entries.get(i)
             if e is not None and e.state == "dead":
+                e.last_error = REPLAYED + (e.dead_reason or "")
                 e.state, e.dead_reason, e.dead_at = "ready", None, None
                 e.attempts, e.due_at = 0, now
                 if priority is not None:

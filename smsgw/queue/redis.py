@@ -40,6 +40,7 @@ from smsgw.adapters.redis import (
 from smsgw.queue.base import (
     MAX_PRIORITY,
     MIN_PRIORITY,
+    REPLAYED,
     DeadLetter,
     DuplicateId,
     Lease,
@@ -260,18 +261,20 @@ return out
 """
 
 # ARGV: msg prefix, priority or '', ids... Returns how many dead letters moved back.
-_REPLAY = """
+_REPLAY = f"""
+local REPLAYED = '{REPLAYED}'
 local now = now_us()
 local moved = 0
 for i = 3, #ARGV do
   local id = ARGV[i]
   if redis.call('ZREM', DEAD, id) == 1 then
     local key = MSG .. id
-    local v = redis.call('HMGET', key, 'priority', 'member')
+    local v = redis.call('HMGET', key, 'priority', 'member', 'reason')
     local priority = v[1]
     if ARGV[2] ~= '' then priority = ARGV[2] end
     redis.call('HDEL', key, 'reason', 'dead_at')
-    redis.call('HSET', key, 'state', 'ready', 'priority', priority, 'attempts', 0)
+    redis.call('HSET', key, 'state', 'ready', 'priority', priority, 'attempts', 0,
+      'error', REPLAYED .. (v[3] or ''))
     redis.call('ZADD', ready_key(priority), now, v[2])
     moved = moved + 1
   end

@@ -41,6 +41,7 @@ from smsgw.adapters.sqlite import (
 from smsgw.queue.base import (
     MAX_PRIORITY,
     MIN_PRIORITY,
+    REPLAYED,
     DeadLetter,
     DuplicateId,
     Lease,
@@ -287,9 +288,10 @@ def _replay(
     for chunk in _chunks(ids):
         moved += conn.execute(
             "UPDATE queue_messages SET state = 'ready', attempts = 0, due_at = ?,"
-            " priority = coalesce(?, priority), dead_reason = NULL, dead_at = NULL"
+            " priority = coalesce(?, priority), dead_reason = NULL, dead_at = NULL,"
+            " last_error = ? || coalesce(dead_reason, '')"  # the row's old dead_reason
             f" WHERE state = 'dead' AND id IN ({_marks(len(chunk))})",
-            (now, priority, *chunk),
+            (now, priority, REPLAYED, *chunk),
         ).rowcount
     return moved
 

@@ -130,6 +130,31 @@ async def test_a_permanent_error_fails_at_once_and_a_replay_sends_it_again(
     assert (stats.failed, stats.dead_lettered, stats.replayed) == (1, 1, 1)
 
 
+async def test_a_replay_sends_only_the_parts_the_smsc_did_not_take(harness: Harness) -> None:
+    # Answers held 0.3 s: the test sees part 2 arrive and makes the SMSC refuse what comes
+    # next (part 3) before part 2 is answered.
+    sim = await harness.simulator(faults=Faults(latency=0.3))
+    gateway = await harness.gateway(harness.config([provider("a", sim.port)]))
+    with trio.fail_after(20):
+        message_id = await submit_one(gateway, text="x" * 400, receipt=False)  # 3 parts
+        await wait_until(
+            lambda: sim.sim.stats.pdus_received.get("submit_sm", 0) >= 2, what="part 2 sent"
+        )
+        sim.sim.set_faults(Faults(permanent_error_fraction=1.0))
+        await wait_until(lambda: gateway.stats().dead_lettered == 1, what="dead-lettered")
+        assert (sim.sim.stats.submits_accepted, sim.sim.stats.submits_rejected) == (2, 1)
+
+        sim.sim.set_faults(Faults())
+        assert await gateway.replay_dead_letters([message_id]) == 1
+        view = await wait_status(gateway, message_id, S.SUBMITTED)
+        await wait_until(lambda: gateway.stats().in_flight == 0, what="the replay done")
+    # Parts 1 and 2 were not sent again: the SMSC saw one more submit_sm, part 3.
+    assert sim.sim.stats.pdus_received.get("submit_sm", 0) == 4
+    assert sim.sim.stats.submits_accepted == 3
+    assert [p.status for p in view.parts] == [S.SUBMITTED] * 3
+    assert gateway.stats().duplicates_detected == 0
+
+
 async def test_a_mapped_error_fails_over_to_the_next_provider(harness: Harness) -> None:
     first = await harness.simulator(faults=Faults(temporary_error_fraction=1.0))
     second = await harness.simulator()

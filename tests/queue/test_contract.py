@@ -13,6 +13,7 @@ import pytest
 import trio
 
 from smsgw.queue.base import (
+    REPLAYED,
     DeadLetter,
     DuplicateId,
     Lease,
@@ -343,6 +344,12 @@ async def test_dead_letters_are_listed_oldest_first_and_replayed(
     assert [lease.message.priority for lease in replayed] == [9, 2, 2]
     # attempts restart from zero on replay; b was never dead-lettered
     assert [lease.message.attempts for lease in replayed] == [1, 2, 1]
+    # A replayed message says so, with its dead-letter reason (it was worked on before).
+    assert [lease.message.last_error for lease in replayed] == [
+        REPLAYED + "invalid destination",
+        "throttled",
+        REPLAYED + "rejected by SMSC",
+    ]
 
 
 async def test_purge_deletes_in_any_state(queue: Queue, queue_env: QueueEnv) -> None:

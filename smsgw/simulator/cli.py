@@ -72,6 +72,10 @@ _OPTIONS: list[tuple[str, tuple[str, ...], str, dict[str, Any]]] = [
      {"choices": ["as_sent", "decimal", "hex"]}),
     ("--receipt-queue-limit", ("receipts", "queue_limit"),
      "receipts kept waiting for a receiver before the oldest are dropped (100000)", {}),
+    ("--receipt-attempts", ("receipts", "attempts"),
+     "times a receipt is sent at most; a failed one is sent again (1: never)", {}),
+    ("--receipt-retry-delay", ("receipts", "retry_delay"),
+     "wait before a failed receipt is sent again (10s)", {}),
     # faults
     ("--latency", ("faults", "latency"), "hold every response back this long", {}),
     ("--latency-jitter", ("faults", "latency_jitter"), "plus up to this much at random", {}),

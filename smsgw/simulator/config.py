@@ -151,6 +151,11 @@ class ReceiptConfig:
     id_form: ReceiptIdForm = attrs.field(default=ReceiptIdForm.AS_SENT, converter=ReceiptIdForm)
     #: Most receipts waiting for a receiver; beyond, the oldest are dropped (and counted).
     queue_limit: int = attrs.field(default=100_000, converter=positive_count)
+    #: Times a receipt is sent at most. One that fails (an error answer, no answer, its
+    #: connection gone) is sent again ``retry_delay`` later, to any receiver of its system_id,
+    #: until this many sends; 1 (the default) sends it once: an SMSC that gives up.
+    attempts: int = attrs.field(default=1, converter=positive_count)
+    retry_delay: float = attrs.field(default=10.0, converter=seconds)
 
 
 def _id_forms(

@@ -414,6 +414,7 @@ class Connection:
                     )
                     batch.append(self._request(pdu, receipt, now, timeout))
                     written.append(receipt)
+                    receipt.sends += 1
                     counters.receipts_sent += 1
             if batch:
                 await self._write(b"".join(batch))
@@ -438,6 +439,7 @@ class Connection:
                 counters.receipts_acked += 1
             else:
                 counters.receipts_failed += 1
+                self._sim.receipt_failed(token)
         elif isinstance(token, MoPart):
             if status == 0:
                 counters.mos_acked += 1

@@ -1,10 +1,12 @@
 """Delivery receipts: what one says (:func:`receipt_pdu`), and where receipts wait
 (:class:`ReceiptSchedule` until their time, :class:`ReceiptQueues` until a receiver takes them).
 
-A receipt is sent once. If its deliver_sm is answered with an error, or not at all, it counts as
-failed and is not resent: the simulator plays an SMSC that gives up, which is what a gateway
-must survive. A receipt that comes due while no receiver of its system_id is bound waits in the
-queue (store and forward, as SMSCs do) until one binds.
+A receipt is sent once by default. If its deliver_sm is answered with an error, or not at all,
+it counts as failed and is not resent: the simulator plays an SMSC that gives up, which is what
+a gateway must survive. With ``ReceiptConfig.attempts`` above 1 a failed receipt is sent again
+after ``retry_delay`` (as real SMSCs do), until that many sends. A receipt that comes due while
+no receiver of its system_id is bound waits in the queue (store and forward, as SMSCs do) until
+one binds.
 """
 
 from __future__ import annotations
@@ -45,6 +47,15 @@ class ReceiptJob:
     destination: Address
     due: float
     on_written: Callable[[], None] | None = None
+    #: Sends so far (a failed receipt may be sent again: ``ReceiptConfig.attempts``).
+    sends: int = 0
+    #: When a failed receipt may be sent again (None: at ``due``).
+    retry_at: float | None = None
+
+    @property
+    def ready_at(self) -> float:
+        """When it may be sent (next)."""
+        return self.due if self.retry_at is None else self.retry_at
 
     @property
     def system_id(self) -> str:
@@ -165,7 +176,7 @@ class ReceiptSchedule:
         return len(self._heap)
 
     def push(self, job: ReceiptJob) -> None:
-        heapq.heappush(self._heap, (job.due, next(self._tie), job))
+        heapq.heappush(self._heap, (job.ready_at, next(self._tie), job))
 
     def next_due(self) -> float | None:
         return self._heap[0][0] if self._heap else None

@@ -186,12 +186,12 @@ class Simulator:
         now = trio.current_time()
         wake = False
         for job in jobs:
-            if job.due <= now:
+            if job.ready_at <= now:
                 self._make_ready(job)
             else:
                 next_due = self._schedule.next_due()
                 self._schedule.push(job)
-                wake = wake or next_due is None or job.due < next_due
+                wake = wake or next_due is None or job.ready_at < next_due
         if wake:
             self._schedule_wake.set()
         if hold is not None and jobs and not self._has_receiver(jobs[0].system_id):
@@ -199,6 +199,16 @@ class Simulator:
 
     def take_receipt(self, system_id: str) -> ReceiptJob | None:
         return self._queues.pop(system_id)
+
+    def receipt_failed(self, job: ReceiptJob) -> None:
+        """A sent receipt failed: scheduled again after ``retry_delay`` while it has sends left
+        (``ReceiptConfig.attempts``), else given up."""
+        config = self.config.receipts
+        if job.sends >= config.attempts:
+            return
+        job.retry_at = trio.current_time() + config.retry_delay
+        self.smsc.counters.receipts_retried += 1
+        self.schedule_receipts([job])
 
     def _has_receiver(self, system_id: str) -> bool:
         return any(c.receives for c in self._receivers.get(system_id, ()))

@@ -46,7 +46,8 @@ class Stats:
     receipts_queued: int = 0  #: receipts due, waiting for a receiver (and window room)
     receipts_sent: int = 0
     receipts_acked: int = 0
-    receipts_failed: int = 0
+    receipts_failed: int = 0  #: sends that failed (error answer, no answer, connection gone)
+    receipts_retried: int = 0  #: failed receipts scheduled to be sent again
     receipts_dropped: int = 0  #: receipts thrown away because the queue was full
     mos_sent: int = 0  #: MO deliver_sm PDUs sent (one per part)
     mos_acked: int = 0
@@ -96,6 +97,7 @@ class Counters:
         self.receipts_sent = 0
         self.receipts_acked = 0
         self.receipts_failed = 0
+        self.receipts_retried = 0
         self.receipts_dropped = 0
         self.mos_sent = 0
         self.mos_acked = 0
@@ -122,6 +124,7 @@ class Counters:
             receipts_sent=self.receipts_sent,
             receipts_acked=self.receipts_acked,
             receipts_failed=self.receipts_failed,
+            receipts_retried=self.receipts_retried,
             receipts_dropped=self.receipts_dropped,
             mos_sent=self.mos_sent,
             mos_acked=self.mos_acked,

@@ -268,6 +268,57 @@ async def test_receipts_in_flight_when_the_connection_drops_count_as_failed(nurs
     assert run.sim.stats.sessions == 0
 
 
+async def test_a_refused_receipt_is_sent_again_until_its_attempts_are_spent(
+    nursery, autojump_clock
+):
+    config = SimulatorConfig(receipts=ReceiptConfig(attempts=3, retry_delay=5))
+    run = await serve(nursery, config)
+    esme = await run.bound()
+    message_id = await submit_ok(esme)
+    sends = []
+    for _ in range(3):
+        pdu = await esme.deliver()
+        sends.append((trio.current_time(), receipt_from_pdu(pdu)))
+        await esme.ack(pdu, S.ESME_RX_T_APPN)
+    await esme.recv_nothing(30)  # three sends, then it gives up
+    assert all(r is not None and r.message_id == message_id for _, r in sends)
+    # Each resend waits retry_delay after the failure.
+    assert sends[1][0] - sends[0][0] == pytest.approx(5, abs=0.1)
+    assert sends[2][0] - sends[1][0] == pytest.approx(5, abs=0.1)
+    stats = run.sim.stats
+    assert (stats.receipts_sent, stats.receipts_failed, stats.receipts_retried) == (3, 3, 2)
+
+
+async def test_a_resent_receipt_stops_once_acknowledged(nursery, autojump_clock):
+    run = await serve(nursery, SimulatorConfig(receipts=ReceiptConfig(attempts=5, retry_delay=1)))
+    esme = await run.bound()
+    await submit_ok(esme)
+    await esme.ack(await esme.deliver(), S.ESME_RX_T_APPN)
+    await esme.ack(await esme.deliver())
+    await esme.recv_nothing(30)
+    stats = run.sim.stats
+    assert (stats.receipts_sent, stats.receipts_acked, stats.receipts_failed) == (2, 1, 1)
+
+
+async def test_a_receipt_lost_with_its_connection_goes_to_the_next_receiver(nursery):
+    config = SimulatorConfig(receipts=ReceiptConfig(attempts=2, retry_delay=0.2))
+    run = await serve(nursery, config)
+    esme = await run.bound()
+    message_id = await submit_ok(esme)
+    await esme.deliver()
+    await esme.aclose()  # in flight when the connection ends
+    with trio.fail_after(5):
+        again = await run.bound()
+        pdu = await again.deliver()
+    receipt = receipt_from_pdu(pdu)
+    assert receipt is not None and receipt.message_id == message_id
+    await again.ack(pdu)
+    with trio.fail_after(5):
+        while run.sim.stats.receipts_acked < 1:
+            await trio.sleep(0.01)
+    assert run.sim.stats.receipts_retried == 1
+
+
 async def test_submit_multi_gets_one_receipt_per_accepted_destination(nursery, autojump_clock):
     run = await serve(nursery, SimulatorConfig(reject_destinations=["999"]))
     esme = await run.bound()

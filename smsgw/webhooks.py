@@ -114,6 +114,10 @@ def request_body(notification: Notification, event: str) -> bytes:
     ).encode("utf-8")
 
 
+#: The shortest wait before a notification is tried again (seconds).
+MIN_RETRY_DELAY = 0.1
+
+
 def next_attempt_at(
     config: WebhooksConfig,
     *,
@@ -126,7 +130,8 @@ def next_attempt_at(
     give up. ``rand`` in [0, 1) picks the jitter.
 
     The delay is ``backoff_initial * backoff_multiplier**(attempts - 1)``, capped at
-    ``backoff_max``, minus up to ``jitter`` of itself. A retry that would fall after the end of
+    ``backoff_max``, minus up to ``jitter`` of itself, and never under :data:`MIN_RETRY_DELAY`
+    (a jitter of 1 could otherwise make it nothing). A retry that would fall after the end of
     the retry period is moved to that end, so the last attempt happens at the deadline.
     """
     if attempts >= config.max_attempts:
@@ -136,7 +141,7 @@ def next_attempt_at(
         return None
     exponent = min(attempts - 1, 64)  # a long outage must not overflow the float
     base = min(config.backoff_max, config.backoff_initial * config.backoff_multiplier**exponent)
-    delay = base * (1.0 - config.jitter * rand)
+    delay = max(MIN_RETRY_DELAY, base * (1.0 - config.jitter * rand))
     return min(now + delay, deadline)
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from smsgw.config import WebhooksConfig
 from smsgw.model import Notification, NotificationKind, NotificationState
-from smsgw.webhooks import event_id, next_attempt_at, request_body
+from smsgw.webhooks import MIN_RETRY_DELAY, event_id, next_attempt_at, request_body
 
 
 def row(
@@ -100,5 +100,6 @@ def test_next_attempt_is_later_bounded_and_gives_up_at_the_deadline(
     assert at is not None
     assert now < at <= deadline
     base = min(config.backoff_max, config.backoff_initial * 2 ** (attempts - 1))
-    assert at == pytest.approx(min(deadline, now + base * (1 - jitter * rand)))
-    assert at - now >= min(deadline - now, base * (1 - jitter)) - 1e-6
+    delay = max(MIN_RETRY_DELAY, base * (1 - jitter * rand))  # a jitter of 1 cannot make it 0
+    assert at == pytest.approx(min(deadline, now + delay))
+    assert at - now >= min(deadline - now, max(MIN_RETRY_DELAY, base * (1 - jitter))) - 1e-6

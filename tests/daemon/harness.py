@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -203,6 +204,26 @@ async def statuses(config_path: Path, ids: Sequence[str]) -> dict[str, MessageSt
             assert detail is not None, f"message {message_id} is not in the database"
             out[message_id] = detail.message.status
     return out
+
+
+def count_with_status(config_path: Path, status: MessageStatus) -> int:
+    """How many messages have ``status`` in the database, read while a gateway may be running
+    (a plain read-only connection: WAL lets it read beside the gateway's writer)."""
+    config = load_config(config_path)
+    uri = f"{config.database_path.resolve().as_uri()}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+    except sqlite3.OperationalError:
+        return 0  # not created yet
+    try:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM messages WHERE status = ?", (status.value,)
+        ).fetchone()
+    except sqlite3.OperationalError:
+        return 0  # no table yet
+    finally:
+        conn.close()
+    return int(count)
 
 
 def write_config(path: Path, text: str) -> Path:

@@ -9,7 +9,8 @@ Prometheus scrapes. Sources that need I/O (the queue, the store) are read by the
 :meth:`Metrics.refresh`, which the HTTP handlers await before :meth:`Metrics.render`.
 
 Labels are bounded: provider names (from the configuration), status names (fixed enums),
-task names (from the code). Never a message id, an address or a free-form error text.
+task names (from the code), API route templates (from the code: ``/api/v1/messages/{id}``,
+never the raw path). Never a message id, an address or a free-form error text.
 Names and units are listed in ``docs/metrics.md``.
 """
 
@@ -41,6 +42,8 @@ from .model import MessageStatus, NotificationState
 
 __all__ = [
     "FINAL_STATUSES",
+    "HTTP_METHODS",
+    "UNMATCHED_ROUTE",
     "Metrics",
     "command_status_label",
     "metrics_app",
@@ -96,6 +99,13 @@ SUBMIT_TO_RECEIPT_BUCKETS = (
     3 * 86_400,
 )
 ENQUIRE_LINK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+#: Seconds an API request takes: a millisecond or two for a single message, up to seconds for a
+#: full batch or a database under load.
+API_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+#: The ``route`` label of a request that matched no route (any path: the label stays bounded).
+UNMATCHED_ROUTE = "unmatched"
+#: The HTTP methods counted under their own name; any other is counted as ``other``.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 #: The label for a message that never reached a provider (failed before routing).
 NO_PROVIDER = "none"
@@ -371,6 +381,23 @@ class Metrics:
             ["task"],
             registry=r,
         )
+        self._api_requests = Counter(
+            "smsgw_api_requests",
+            "HTTP API requests answered, by route template, method and status code",
+            ["route", "method", "code"],
+            registry=r,
+        )
+        self._api_duration = Histogram(
+            "smsgw_api_request_duration_seconds",
+            "Time from a request's arrival at the API app to its answer being sent, by route",
+            ["route"],
+            buckets=API_DURATION_BUCKETS,
+            registry=r,
+        )
+        # The labelled children, found once: labels() costs a lock and a tuple per call, and
+        # the API counts every request.
+        self._api_counted: dict[tuple[str, str, int], Any] = {}
+        self._api_timed: dict[str, Any] = {}
         if process:
             ProcessCollector(registry=r)
         self._sources = _Sources()
@@ -421,6 +448,25 @@ class Metrics:
     def task_restart(self, task: str) -> None:
         """A supervised task failed and is restarted (``task``: its name in the code)."""
         self._restarts.labels(task).inc()
+
+    def api_request(self, route: str, method: str, code: int, seconds: float) -> None:
+        """An API request was answered. ``route`` must be a route *template*
+        (``/api/v1/messages/{id}``) or :data:`UNMATCHED_ROUTE`, never a raw path: the caller
+        keeps the label set bounded. A method outside :data:`HTTP_METHODS` counts as ``other``.
+        """
+        if not 100 <= code <= 599:
+            raise ValueError(f"not an HTTP status code: {code!r}")
+        if method not in HTTP_METHODS:
+            method = "other"
+        key = (route, method, code)
+        counter = self._api_counted.get(key)
+        if counter is None:
+            counter = self._api_counted[key] = self._api_requests.labels(route, method, str(code))
+        counter.inc()
+        timer = self._api_timed.get(route)
+        if timer is None:
+            timer = self._api_timed[route] = self._api_duration.labels(route)
+        timer.observe(_check_seconds(seconds))
 
     # -- snapshots ---------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ dead-letter queue and provider states. docs/api.md explains it; docs/openapi.yam
 - :mod:`.server`: :func:`serve_api`, hypercorn's Trio worker inside the caller's nursery.
 - :mod:`.app`: the ASGI application (routing, auth, limits, handlers).
 - :mod:`.auth`, :mod:`.ratelimit`, :mod:`.idempotency`, :mod:`.validation`: one concern each.
+- :mod:`.bench`, :mod:`.bench_client`: ``smsgw bench --api`` and its lean load generator.
 """
 
 from .app import PREFIX, ApiApp

@@ -9,6 +9,10 @@ details.
 ``/healthz`` and ``/readyz`` need no key (load balancers and service managers probe them) and
 say nothing but yes/no per check. ``extra_routes`` mounts other ASGI apps at exact paths (the
 Prometheus exposition at ``/metrics``), outside the API's authentication.
+
+Every answered request is counted in the gateway's metrics (``smsgw_api_requests_total`` and
+``smsgw_api_request_duration_seconds``) under its route's *template*, or ``unmatched``: a raw
+path would make a label value of every message id.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from smsgw.asgi import ASGIApp, Message, Receive, Scope, Send, lifespan
 from smsgw.config import ApiConfig, ApiKeyConfig, ApiScope
 from smsgw.gateway import Gateway, GatewayBusy, GatewayError, GatewayNotRunning
 from smsgw.messages import Accepted, SubmitRequest
+from smsgw.metrics import UNMATCHED_ROUTE, Metrics
 from smsgw.model import MessageStatus
 from smsgw.queue.base import QueueError
 from smsgw.storage import InvalidCursor, MessageFilter, StoreError
@@ -38,6 +43,7 @@ from .auth import Authenticator, key_from_headers
 from .coalesce import Coalescer
 from .http import (
     HttpError,
+    Match,
     Request,
     Response,
     Route,
@@ -45,6 +51,7 @@ from .http import (
     headers_of,
     json_response,
     match,
+    not_found,
     query_of,
     read_body,
     send_response,
@@ -140,6 +147,11 @@ class ApiApp:
         self.routes = tuple(Route(m, PREFIX + p, h) for m, p, h, _ in table)
         self.scopes = {(m, PREFIX + p): s for m, p, _, s in table}
 
+    @property
+    def metrics(self) -> Metrics:
+        """Where answered requests are counted: the gateway's metrics."""
+        return self.gateway.metrics
+
     # -- ASGI ------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -148,10 +160,14 @@ class ApiApp:
             return
         if scope["type"] != "http":
             return  # websockets: not served (hypercorn closes the connection)
-        extra = self.extra_routes.get(scope["path"])
+        started = trio.current_time()
+        method, path = scope["method"], scope["path"]
+        extra = self.extra_routes.get(path)
         if extra is not None:
-            await extra(scope, receive, send)
+            status = await _status_of(extra, scope, receive, send)
+            self.metrics.api_request(path, method, status, trio.current_time() - started)
             return
+        found = match(self.routes, method, path)
         body_read = False
 
         async def tracked() -> Message:
@@ -161,21 +177,26 @@ class ApiApp:
             return message
 
         try:
-            response = await self._handle(scope, tracked)
+            if found is None:
+                raise not_found(path)
+            response = await self._handle(scope, found, tracked)
         except HttpError as exc:
             response = exc.response()
         except Exception:
-            log.exception("API %s %s failed", scope.get("method"), scope.get("path"))
+            log.exception("API %s %s failed", method, path)
             response = error_response(500, "internal", "internal error (logged)")
-        if not body_read and scope.get("method") not in ("GET", "HEAD"):
+        if not body_read and method not in ("GET", "HEAD"):
             # Answered before the whole body arrived (401, 413...): the rest of it would be
             # read as the next request, so this connection ends with this answer.
             response = attrs.evolve(response, headers=(*response.headers, ("connection", "close")))
         await send_response(send, response)
+        # The route's template, never the raw path: the label set stays bounded.
+        route = UNMATCHED_ROUTE if found is None else found.pattern
+        self.metrics.api_request(route, method, response.status, trio.current_time() - started)
 
-    async def _handle(self, scope: Scope, receive: Receive) -> Response:
+    async def _handle(self, scope: Scope, found: Match, receive: Receive) -> Response:
         method, path = scope["method"], scope["path"]
-        route, params = match(self.routes, method, path)
+        route, params = found.target(method)
         headers = headers_of(scope)
         needed = self.scopes[(method, route.pattern)]
         key: ApiKeyConfig | None = None
@@ -534,6 +555,20 @@ class ApiApp:
                 )
         ready = all(checks.values())
         return json_response(200 if ready else 503, {"ready": ready, "checks": checks})
+
+
+async def _status_of(app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> int:
+    """Run ``app`` for this request; the status it answered with (500 if it sent none)."""
+    status = 500
+
+    async def watched(message: Message) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = int(message["status"])
+        await send(message)
+
+    await app(scope, receive, watched)
+    return status
 
 
 def _item(index: int, result: _Result) -> dict[str, Any]:

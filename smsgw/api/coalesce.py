@@ -24,7 +24,10 @@ __all__ = ["Coalescer"]
 
 #: Requests submitted in one call at most.
 MAX_GROUP = 500
-#: Groups being stored at once.
+#: Groups being stored at once. Measured with ``smsgw bench --api`` (2 CPUs, 32 clients): one
+#: flusher (bigger groups) costs ~10% less CPU per request while nothing is sent, but accepts
+#: ~25% fewer requests/s while the gateway sends (its writes then wait behind the processor's);
+#: 2 and 4 are alike.
 FLUSHERS = 4
 #: Requests waiting for a flusher at most (then the HTTP handlers wait).
 BACKLOG = 4096

@@ -17,12 +17,15 @@ from smsgw.asgi import ASGIApp, Message, Receive, Scope, Send
 __all__ = [
     "ASGIApp",
     "HttpError",
+    "Match",
     "Message",
     "Request",
     "Response",
     "Route",
     "error_response",
     "json_response",
+    "match",
+    "not_found",
     "read_body",
 ]
 
@@ -175,18 +178,44 @@ class Route:
         return re.compile(regex)
 
 
-def match(routes: tuple[Route, ...], method: str, path: str) -> tuple[Route, dict[str, str]]:
-    """The route for ``method path``, with its path parameters; 404 or 405 otherwise."""
+@attrs.frozen
+class Match:
+    """What :func:`match` found: ``route`` None means the path exists, for other methods only
+    (``allowed``); a path no route has is no :class:`Match` at all."""
+
+    pattern: str
+    route: Route | None
+    params: dict[str, str]
+    allowed: tuple[str, ...] = ()
+
+    def target(self, method: str) -> tuple[Route, dict[str, str]]:
+        """The route and its path parameters, or HTTP 405."""
+        if self.route is None:
+            raise HttpError(
+                405,
+                "method_not_allowed",
+                f"{method} is not allowed here; use {', '.join(self.allowed)}",
+            )
+        return self.route, self.params
+
+
+def match(routes: tuple[Route, ...], method: str, path: str) -> Match | None:
+    """The route for ``method path`` with its path parameters; for a path that exists for
+    other methods only, the pattern and those methods; None for a path no route has."""
+    pattern: str | None = None
     allowed: list[str] = []
     for route in routes:
         found = route.regex.fullmatch(path)
         if found is None:
             continue
         if route.method == method:
-            return route, found.groupdict()
+            return Match(route.pattern, route, found.groupdict())
+        pattern = pattern or route.pattern
         allowed.append(route.method)
-    if allowed:
-        raise HttpError(
-            405, "method_not_allowed", f"{method} is not allowed here; use {', '.join(allowed)}"
-        )
-    raise HttpError(404, "not_found", f"no such endpoint: {path}")
+    if pattern is None:
+        return None
+    return Match(pattern, None, {}, tuple(allowed))
+
+
+def not_found(path: str) -> HttpError:
+    return HttpError(404, "not_found", f"no such endpoint: {path}")

@@ -37,6 +37,8 @@ log = logging.getLogger("smsgw.api")
 KEEP_ALIVE = 30
 #: Seconds in-flight requests get to finish when the server is told to stop gracefully.
 GRACEFUL = 5
+#: The listening socket's backlog (the kernel caps it at net.core.somaxconn).
+BACKLOG = 1024
 
 
 def _bind(host: str, port: int) -> str:
@@ -60,6 +62,9 @@ def hypercorn_config(config: GatewayConfig) -> HypercornConfig:
     hc.include_server_header = False
     # Headers beyond 64 KiB are refused by hypercorn itself; bodies are limited by the app.
     hc.h11_max_incomplete_size = 64 * 1024
+    # Connections not yet accepted that the kernel keeps: hypercorn's 100 drops a burst of
+    # clients connecting at once (they then wait for a SYN retry, a second or more).
+    hc.backlog = BACKLOG
     return hc
 
 

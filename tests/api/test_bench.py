@@ -6,19 +6,39 @@ import json
 import subprocess
 import sys
 
+import pytest
 
-def test_api_bench_runs_and_reports() -> None:
+from smsgw.api.bench import report
+
+
+def test_api_bench_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "smsgw.api.bench", "--requests", "20", "--batches", "2",
-         "--batch-size", "10", "--e2e-batches", "1", "--concurrency", "4", "--json"],
+         "--batch-size", "10", "--e2e-batches", "1", "--concurrency", "4", "--repeats", "2",
+         "--json"],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
-    assert figures["single"]["statuses"] == {"202": 20}
-    assert figures["batch"]["statuses"] == {"202": 2}
-    assert figures["single"]["requests_per_second"] > 0
-    assert figures["batch"]["messages_per_second"] > 0
+    # Every request of every run answered 2xx (statuses are summed over the 2 runs).
+    assert figures["bare_hypercorn"]["statuses"] == {"202": 40}
+    for phase in (figures["api_alone"], figures):
+        assert phase["single"]["statuses"] == {"202": 40}
+        assert phase["batch"]["statuses"] == {"202": 4}
+        assert phase["single"]["runs"] == 2
+        assert phase["single"]["requests_per_second"] > 0
+        assert phase["batch"]["messages_per_second"] > 0
+        assert phase["batch"]["messages_per_second"] > phase["batch"]["requests_per_second"]
+        assert phase["single"]["server_cpu_per_request"] > 0
+        assert phase["single"]["client_cpu_per_request"] > 0
+        assert 0 < phase["single"]["p50"] <= phase["single"]["p99"]
     e2e = figures["end_to_end"]
     assert e2e["messages"] == 10
     assert e2e["submitted_per_second"] > 0 and e2e["receipted_per_second"] > 0
+    assert len(figures["load_average"]["before"]) == 3
+
+    report(figures)  # the table printed without --json
+    out = capsys.readouterr().out
+    for text in ("bare hypercorn", "API alone", ">= 2,000 requests/s", ">= 10,000 messages/s",
+                 ">= 3,000 messages/s", "load average", "client:", "simulator:"):  # fmt: skip
+        assert text in out, text

@@ -158,7 +158,9 @@ class SqliteDatabase:
     Obtain one with :func:`open_sqlite`.
     """
 
-    def __init__(self, conn: aiosqlite.Connection, loop: object, path: str) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, loop: trio_asyncio.TrioEventLoop, path: str
+    ) -> None:
         self._conn = conn
         self._loop = loop
         self._lock = trio.Lock()
@@ -171,7 +173,8 @@ class SqliteDatabase:
             raise DatabaseError(f"database {self.path!r} is closed")
         with trio.CancelScope(shield=True):
             try:
-                result: _T = await trio_asyncio.aio_as_trio(fn, loop=self._loop)(*args)
+                # The loop's own entry point: aio_as_trio would inspect ``fn`` on every call.
+                result: _T = await self._loop.run_aio_coroutine(fn(*args))
             except sqlite3.Error as exc:
                 raise translate_error(exc) from exc
         return result
@@ -288,7 +291,7 @@ def _probe(path: str, busy_timeout: float) -> None:
 
 
 @asynccontextmanager
-async def _asyncio_loop() -> AsyncIterator[object]:
+async def _asyncio_loop() -> AsyncIterator[trio_asyncio.TrioEventLoop]:
     """The trio-asyncio loop of the calling context, or a new one for the block's lifetime."""
     loop = trio_asyncio.current_loop.get()
     if loop is not None:

@@ -215,7 +215,9 @@ class Correlator(Generic[R]):
         return remembered[0]
 
     def mapped(self, key: SmscKey, part: PartRef, now: float) -> list[Match[R]]:
-        """Announce that ``key`` now maps to ``part`` (call once the mapping is committed).
+        """Announce that ``key`` now maps to ``part`` (call once the mapping is on its way to
+        the database: the gateway calls it when the write is handed to the store's writer, so
+        the writes of receipts matched from now on are committed after it).
 
         Returns the receipts parked for ``key``, oldest first, to be applied now. Receipts
         whose park time has run out are not returned: they stay for :meth:`expire` to report

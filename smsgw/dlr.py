@@ -299,13 +299,6 @@ class DlrHandler:
                 # Answered when parked: this receipt is lost; the message stays "submitted".
                 log.warning("parked receipt for %s not recorded: %s", match.part.message_id, exc)
 
-    async def mapped(
-        self, provider: str, smsc_id: str, id_format: MessageIdFormat, part: PartRef
-    ) -> None:
-        """The mapping ``smsc_id`` -> ``part`` is committed: :meth:`expect` and
-        :meth:`apply_parked` at once."""
-        await self.apply_parked(self.expect(provider, smsc_id, id_format, part))
-
     async def _apply(self, match: Match[_Parked]) -> None:
         await self._apply_many([(match.receipt, match.part)])
 

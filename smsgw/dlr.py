@@ -238,20 +238,21 @@ class DlrHandler:
                 # Not among the recent mappings: the database has the older ones.
                 parts = await self._store.find_parts([key for _, _, key in unknown])
                 for inbound, parked, key in unknown:
-                    part = parts.get(key)
-                    if part is not None:
+                    part = parts.get(key) or self._park(key, parked)
+                    if part is None:
+                        answered.append(inbound)  # parked: answered now (module docstring)
+                    else:
                         found.append((inbound, parked, part))
-                        continue
-                    answered.append(inbound)
-                    await self._park(key, parked)
+                unknown = []
             await self._apply_many([(parked, part) for _, parked, part in found])
         except StoreError as exc:
+            not_recorded = [i for i, _, _ in found] + [i for i, _, _ in unknown]
             log.warning(
                 "%d receipt(s) not recorded, the SMSC will send them again: %s",
-                len(found),
+                len(not_recorded),
                 exc,
             )
-            for inbound, _parked, _part in found:
+            for inbound in not_recorded:
                 await inbound.reply(RETRY_LATER)
             found = []
         for inbound in answered:
@@ -259,15 +260,17 @@ class DlrHandler:
         for inbound, _parked, _part in found:
             await inbound.reply(0)
 
-    async def _park(self, key: SmscKey, parked: _Parked) -> None:
-        """A receipt that overtook its submit_sm_resp: parked (module docstring), answered."""
+    def _park(self, key: SmscKey, parked: _Parked) -> PartRef | None:
+        """Park a receipt that overtook its submit_sm_resp (module docstring). Returns its part
+        instead if the mapping was announced meanwhile (it is then recorded with the others)."""
         self._counters.receipts_parked += 1
         result = self.correlator(parked.provider).park(key, parked, trio.current_time())
+        if result.match is not None:
+            return result.match.part
         self._wake.set()
         for orphan in result.evicted:
             self._orphan(orphan)
-        if result.match is not None:
-            await self._apply(result.match)
+        return None
 
     def expect(
         self, provider: str, smsc_id: str, id_format: MessageIdFormat, part: PartRef

@@ -126,8 +126,11 @@ async def test_when_the_store_fails_every_matched_receipt_is_asked_again(
     async with open_store(tmp_path / "gateway.sqlite3", synchronous="NORMAL") as store:
         dlr = handler(store, counters)
         smsc_ids = await _mapped(store, dlr, 4)
-    # The store is closed now: nothing can be recorded, so the SMSC must send them again.
+    # The store is closed now: nothing can be recorded or looked up, so the SMSC must send them
+    # again; also the one whose mapping would have to be read from the database.
     answers = Answers()
+    batch = [("p", answers.inbound(s)) for s in smsc_ids]
+    batch.append(("p", answers.inbound("5555")))
     with trio.fail_after(10):
-        await dlr.handle_many([("p", answers.inbound(s)) for s in smsc_ids])
-    assert answers.statuses == dict.fromkeys(smsc_ids, RETRY_LATER)
+        await dlr.handle_many(batch)
+    assert answers.statuses == dict.fromkeys([*smsc_ids, "5555"], RETRY_LATER)

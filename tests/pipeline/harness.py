@@ -29,6 +29,7 @@ from smsgw.config import (
 from smsgw.gateway import Gateway
 from smsgw.messages import MessageView
 from smsgw.model import MessageStatus
+from smsgw.queue.base import DeadLetter
 from smsgw.simulator import SimulatorConfig
 
 FAST_RECONNECT = ReconnectConfig(initial=0.05, max=0.2, reset_after=5.0)
@@ -184,6 +185,19 @@ async def wait_status(
     raise AssertionError(
         f"message {message_id} not {[s.value for s in statuses]} within {timeout}s: {last}"
     )
+
+
+async def wait_dead_letters(gateway: Gateway, *ids: str, timeout: float = 10.0) -> list[DeadLetter]:
+    """The dead-letter queue once it holds exactly ``ids`` (polled: a message's status and
+    counters say "failed" a moment before the queue has moved it)."""
+    dead: list[DeadLetter] = []
+    with trio.move_on_after(timeout):
+        while True:
+            dead = await gateway.dead_letters()
+            if sorted(d.message.id for d in dead) == sorted(ids):
+                return dead
+            await trio.sleep(0.01)
+    raise AssertionError(f"dead letters not {sorted(ids)} within {timeout}s: {dead}")
 
 
 def message_history(view: MessageView) -> list[MessageStatus]:

@@ -18,6 +18,7 @@ from .harness import (
     message_history,
     part_history,
     provider,
+    wait_dead_letters,
     wait_status,
     wait_until,
 )
@@ -90,7 +91,7 @@ async def test_attempts_exhausted_fail_the_message_into_the_dead_letter_queue(
     with trio.fail_after(20):
         message_id = await submit_one(gateway)
         view = await wait_status(gateway, message_id, S.FAILED)
-        dead = await gateway.dead_letters()
+        dead = await wait_dead_letters(gateway, message_id)
     assert "gave up after 3 attempt(s)" in view.reason
     assert sim.sim.stats.submits_rejected == 3
     assert [d.message.id for d in dead] == [message_id]
@@ -109,7 +110,7 @@ async def test_a_permanent_error_fails_at_once_and_a_replay_sends_it_again(
         view = await wait_status(gateway, message_id, S.FAILED)
         assert view.reason.startswith("ESME_RINVDSTADR from a")
         assert sim.sim.stats.submits_rejected == 1  # no retry of a permanent error
-        (dead,) = await gateway.dead_letters()
+        (dead,) = await wait_dead_letters(gateway, message_id)
         assert dead.message.id == message_id and "ESME_RINVDSTADR" in dead.reason
 
         sim.sim.set_faults(Faults())
@@ -141,7 +142,7 @@ async def test_a_replay_sends_only_the_parts_the_smsc_did_not_take(harness: Harn
             lambda: sim.sim.stats.pdus_received.get("submit_sm", 0) >= 2, what="part 2 sent"
         )
         sim.sim.set_faults(Faults(permanent_error_fraction=1.0))
-        await wait_until(lambda: gateway.stats().dead_lettered == 1, what="dead-lettered")
+        await wait_dead_letters(gateway, message_id)
         assert (sim.sim.stats.submits_accepted, sim.sim.stats.submits_rejected) == (2, 1)
 
         sim.sim.set_faults(Faults())
@@ -198,7 +199,7 @@ async def test_a_message_no_route_matches_fails_with_the_reason(harness: Harness
     with trio.fail_after(20):
         message_id = await submit_one(gateway, to="4915112345")
         view = await wait_status(gateway, message_id, S.FAILED)
-        dead = await gateway.dead_letters()
+        dead = await wait_dead_letters(gateway, message_id)
     assert view.reason.startswith('no route matches destination "4915112345"')
     assert [d.message.id for d in dead] == [message_id]
     assert sim.sim.stats.submits_accepted == 0

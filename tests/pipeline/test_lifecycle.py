@@ -16,7 +16,15 @@ from smsgw.queue.sqlite import open_sqlite_queue
 from smsgw.simulator import Faults
 from smsgw.storage import open_store
 
-from .harness import FakeClock, Harness, message_history, provider, wait_status, wait_until
+from .harness import (
+    FakeClock,
+    Harness,
+    message_history,
+    provider,
+    wait_dead_letters,
+    wait_status,
+    wait_until,
+)
 
 S = MessageStatus
 
@@ -172,8 +180,7 @@ async def test_an_unreadable_payload_is_dead_lettered(harness: Harness) -> None:
         async with open_sqlite_queue(config.queue_path) as queue:
             await queue.enqueue([QueueEntry(id="junk", payload=b"\x07garbage")])
         gateway = await harness.gateway(config)
-        await wait_until(lambda: gateway.stats().dead_lettered == 1, what="the dead letter")
-        (dead,) = await gateway.dead_letters()
+        (dead,) = await wait_dead_letters(gateway, "junk")
     assert dead.message.id == "junk" and "payload version 7" in dead.reason
 
 

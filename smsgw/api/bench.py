@@ -1,10 +1,11 @@
 """``smsgw bench --api``: the HTTP API under many concurrent clients.
 
 Processes: this one runs the servers (first a bare hypercorn, then the gateway with its API);
-the SMSC simulator (receipts at once) runs in a child process, and the load generator in
-another (``--drive``, :mod:`smsgw.api.bench_client`: pre-built requests over keep-alive
-connections, cheap enough that it does not measure itself). On a small machine all of them
-share the cores: the figures are for that, and say so.
+the SMSC simulator (receipts at once) runs in a child process, the webhook receiver of the
+end-to-end phase in another, and the load generator in another (``--drive``,
+:mod:`smsgw.api.bench_client`: pre-built requests over keep-alive connections, cheap enough
+that it does not measure itself). On a small machine all of them share the cores: the figures
+are for that, and say so.
 
 Figures printed (medians of ``--repeats`` runs, with the load average before and after):
 
@@ -12,8 +13,10 @@ Figures printed (medians of ``--repeats`` runs, with the load average before and
   API, answering the same requests: the ceiling of the HTTP stack on this machine;
 - single-message submissions: accepted requests/s, p50/p99 latency;
 - batch submissions: accepted messages/s, p50/p99 latency per batch;
-- end to end: from the first batch request to the last message submitted to the SMSC, and to
-  the last delivery receipt, in messages/s.
+- end to end, with webhooks: batches whose every message asks for its status webhooks (a
+  receiver in another child process answers them): from the first request to the last message
+  submitted to the SMSC, to the last delivery receipt, and to the last webhook delivered, in
+  messages/s (and webhooks/s).
 
 It reports; it never fails on speed. The issue's targets (single >= 2,000 requests/s, batch
 >= 10,000 messages/s, end to end >= 3,000 messages/s) are printed next to the figures.
@@ -37,14 +40,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import trio
+from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from smsgw.asgi import Receive, Scope, Send, lifespan
-from smsgw.bench.gateway import Setup, SimulatorProcess, config_text
+from smsgw.bench.gateway import ServerProcess, Setup, SimulatorProcess, config_text
 from smsgw.bench.report import print_table
 from smsgw.config import GatewayConfig, parse_config
 from smsgw.gateway import Gateway
-from smsgw.model import MessageStatus
+from smsgw.model import MessageStatus, NotificationState
 
 from .auth import hash_key
 from .bench_client import build_request, load
@@ -71,21 +75,29 @@ TARGETS = {
 # --- the client process ---------------------------------------------------------------------
 
 
-def _request_body(mode: str, size: int) -> bytes:
-    value: object = {"messages": [BODY] * size} if mode == "batch" else BODY
+def _request_body(mode: str, size: int, callback_url: str | None = None) -> bytes:
+    body = BODY if callback_url is None else {**BODY, "callback_url": callback_url}
+    value: object = {"messages": [body] * size} if mode == "batch" else body
     return json.dumps(value, separators=(",", ":")).encode()
 
 
 async def drive(
-    url: str, key: str, mode: str, count: int, size: int, concurrency: int
+    url: str,
+    key: str,
+    mode: str,
+    count: int,
+    size: int,
+    concurrency: int,
+    callback_url: str | None = None,
 ) -> dict[str, Any]:
     """Send ``count`` requests (single messages, batches of ``size``, or ``hello``: a single
-    message's request to the bare server) over ``concurrency`` connections; the figures."""
+    message's request to the bare server) over ``concurrency`` connections; the figures. With
+    ``callback_url`` every message asks for its status webhooks there."""
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     path = parts.path + ("/messages/batch" if mode == "batch" else "/messages")
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    request = build_request(host, port, path, headers, _request_body(mode, size))
+    request = build_request(host, port, path, headers, _request_body(mode, size, callback_url))
     cpu = time.process_time()
     figures = await load(host, port, request, count=count, concurrency=concurrency)
     figures["client_cpu_per_request"] = (time.process_time() - cpu) / count
@@ -101,7 +113,13 @@ def _cpu_seconds(who: int) -> float:
 
 
 async def _client_process(
-    url: str, key: str, mode: str, count: int, size: int, concurrency: int
+    url: str,
+    key: str,
+    mode: str,
+    count: int,
+    size: int,
+    concurrency: int,
+    callback_url: str | None = None,
 ) -> dict[str, Any]:
     """One load run in a child process; its figures, with the CPU time per request this
     process (the server: all its threads) spent meanwhile."""
@@ -110,6 +128,8 @@ async def _client_process(
         sys.executable, "-m", "smsgw.api.bench", "--drive", url, "--key", key, "--mode", mode,
         "--requests", str(count), "--batch-size", str(size), "--concurrency", str(concurrency),
     ]  # fmt: skip
+    if callback_url is not None:
+        args += ["--callback-url", callback_url]
     with trio.fail_after(DRIVE_TIMEOUT):
         result = await trio.run_process(args, capture_stdout=True, capture_stderr=True)
     figures: dict[str, Any] = json.loads(result.stdout)
@@ -156,6 +176,34 @@ async def _hello(scope: Scope, receive: Receive, send: Send) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def _receiver_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """The webhook receiver: read the request, answer 204."""
+    if scope["type"] == "lifespan":
+        await lifespan(receive, send)
+        return
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body", False):
+        pass
+    await send({"type": "http.response.start", "status": 204, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _serve_receiver() -> None:
+    """Child process: the webhook receiver (hypercorn), its port on stdout, until stdin
+    closes."""
+    config = HypercornConfig()
+    config.bind = ["127.0.0.1:0"]
+    config.accesslog = None
+    config.backlog = 1024
+    async with trio.open_nursery() as nursery:
+        app: Any = _receiver_app  # hypercorn's types want its own scope TypedDicts
+        binds: list[str] = await nursery.start(serve, app, config)
+        print(bound_port(binds), flush=True)
+        await trio.to_thread.run_sync(sys.stdin.buffer.read, abandon_on_cancel=True)
+        nursery.cancel_scope.cancel()
+
+
 async def _bare(config: GatewayConfig, key: str, args: argparse.Namespace) -> dict[str, Any]:
     """The hello app on hypercorn with the API's settings, driven like the single phase."""
     async with trio.open_nursery() as nursery:
@@ -170,11 +218,18 @@ async def _bare(config: GatewayConfig, key: str, args: argparse.Namespace) -> di
     return _median(runs)
 
 
-async def _delivered(gateway: Gateway) -> tuple[int, int]:
-    """(messages that reached the SMSC, messages delivered) according to the database."""
-    counts = (await gateway.store.counts()).messages
-    delivered = counts[MessageStatus.DELIVERED]
-    return counts[MessageStatus.SUBMITTED] + delivered, delivered
+async def _counts(gateway: Gateway) -> tuple[int, int, int, int]:
+    """From the database: messages that reached the SMSC, messages delivered, webhooks
+    delivered, webhooks waiting (pending)."""
+    counts = await gateway.store.counts()
+    delivered = counts.messages[MessageStatus.DELIVERED]
+    hooks = counts.notifications
+    return (
+        counts.messages[MessageStatus.SUBMITTED] + delivered,
+        delivered,
+        hooks[NotificationState.DELIVERED],
+        hooks[NotificationState.PENDING],
+    )
 
 
 async def _drained(gateway: Gateway) -> None:
@@ -190,29 +245,49 @@ async def _drained(gateway: Gateway) -> None:
 async def _end_to_end(
     gateway: Gateway, url: str, key: str, args: argparse.Namespace
 ) -> dict[str, float]:
+    """Batches through the API, every message asking for its status webhooks (a receiver in a
+    child process answers them): from the first request until every message is submitted,
+    receipted, and every webhook delivered."""
     # The earlier phases' messages are sent first: this phase measures its own only.
     await _drained(gateway)
-    before_submitted, before_delivered = await _delivered(gateway)
+    submitted0, delivered0, hooks0, _ = await _counts(gateway)
     total = args.e2e_batches * args.batch_size
-    start = time.perf_counter()  # wall-clock
-    await _client_process(
-        url, key, "batch", args.e2e_batches, args.batch_size, args.batch_concurrency
-    )
-    submitted_at = delivered_at = None
-    with trio.move_on_after(E2E_TIMEOUT):
-        while delivered_at is None:
-            submitted, delivered = await _delivered(gateway)
-            now = time.perf_counter()  # wall-clock
-            if submitted_at is None and submitted - before_submitted >= total:
-                submitted_at = now
-            if delivered - before_delivered >= total:
-                delivered_at = now
-                submitted_at = submitted_at or now
-            await trio.sleep(0.05)
+    async with ServerProcess([sys.executable, "-m", "smsgw.api.bench", "--serve-receiver"]) as port:
+        start = time.perf_counter()  # wall-clock
+        await _client_process(
+            url,
+            key,
+            "batch",
+            args.e2e_batches,
+            args.batch_size,
+            args.batch_concurrency,
+            callback_url=f"http://127.0.0.1:{port}/hook",
+        )
+        submitted_at = delivered_at = hooked_at = None
+        with trio.move_on_after(E2E_TIMEOUT):
+            while hooked_at is None:
+                submitted, delivered, hooks, waiting = await _counts(gateway)
+                now = time.perf_counter()  # wall-clock
+                if submitted_at is None and submitted - submitted0 >= total:
+                    submitted_at = now
+                if delivered_at is None and delivered - delivered0 >= total:
+                    delivered_at = now
+                    submitted_at = submitted_at or now
+                if delivered_at is not None and waiting == 0:
+                    hooked_at = now
+                await trio.sleep(0.05)
+    hooks = (await _counts(gateway))[2] - hooks0
+
+    def rate(count: float, at: float | None) -> float:
+        return count / (at - start) if at else 0.0
+
     return {
         "messages": total,
-        "submitted_per_second": total / (submitted_at - start) if submitted_at else 0.0,
-        "receipted_per_second": total / (delivered_at - start) if delivered_at else 0.0,
+        "submitted_per_second": rate(total, submitted_at),
+        "receipted_per_second": rate(total, delivered_at),
+        "webhooks": hooks,
+        "webhooks_per_second": rate(hooks, hooked_at),
+        "done_per_second": rate(total, hooked_at),
     }
 
 
@@ -283,6 +358,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             "server": "(this process) the bare hypercorn, then each gateway with its API "
             "(hypercorn, Trio worker)",
             "simulator": "SMSC simulator, child process (last phase only)",
+            "receiver": "webhook receiver (hypercorn), child process (end to end only)",
             "client": "load generator (smsgw.api.bench_client), one child process per run",
         },
     }
@@ -319,6 +395,11 @@ def report(results: dict[str, Any]) -> None:
             ("end to end: submitted", f"{e2e['submitted_per_second']:,.0f} messages/s",
              "", "", "", ""),
             ("end to end: receipted", f"{e2e['receipted_per_second']:,.0f} messages/s",
+             "", "", "", ""),
+            ("end to end: webhooks delivered",
+             f"{e2e['webhooks_per_second']:,.0f} webhooks/s ({e2e['webhooks']:,})",
+             "", "", "", ""),
+            ("end to end: all done", f"{e2e['done_per_second']:,.0f} messages/s",
              "", "", "", TARGETS["e2e"]),
         ],
     )  # fmt: skip
@@ -364,6 +445,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--drive", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["single", "batch", "hello"], help=argparse.SUPPRESS)
+    parser.add_argument("--callback-url", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-receiver", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -371,9 +454,19 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.drive:  # the client process
         figures = trio.run(
-            drive, args.drive, args.key, args.mode, args.requests, args.batch_size, args.concurrency
+            drive,
+            args.drive,
+            args.key,
+            args.mode,
+            args.requests,
+            args.batch_size,
+            args.concurrency,
+            args.callback_url,
         )
         print(json.dumps(figures))
+        return 0
+    if args.serve_receiver:  # the webhook receiver's process
+        trio.run(_serve_receiver)
         return 0
     # The gateway without a provider logs every failed connect: not news in a benchmark.
     logging.basicConfig(level=logging.ERROR)

@@ -334,15 +334,12 @@ async def _serve_simulator(tps: float | None, throttle: float) -> None:
         nursery.cancel_scope.cancel()
 
 
-class SimulatorProcess:
-    """``async with SimulatorProcess(...) as port:`` a simulator in a child process."""
+class ServerProcess:
+    """``async with ServerProcess(args) as port:`` a server in a child process that prints its
+    port on a line of its own and serves until its standard input closes."""
 
-    def __init__(self, *, tps: float | None = None, throttle: float = 0.0) -> None:
-        self.args = [sys.executable, "-m", "smsgw.bench.gateway", "--serve-simulator"]
-        if tps is not None:
-            self.args += ["--sim-tps", str(tps)]
-        if throttle:
-            self.args += ["--sim-throttle", str(throttle)]
+    def __init__(self, args: Sequence[str]) -> None:
+        self.args = list(args)
         self.proc: trio.Process | None = None
 
     async def __aenter__(self) -> int:
@@ -363,6 +360,18 @@ class SimulatorProcess:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
+
+
+class SimulatorProcess(ServerProcess):
+    """``async with SimulatorProcess(...) as port:`` a simulator in a child process."""
+
+    def __init__(self, *, tps: float | None = None, throttle: float = 0.0) -> None:
+        args = [sys.executable, "-m", "smsgw.bench.gateway", "--serve-simulator"]
+        if tps is not None:
+            args += ["--sim-tps", str(tps)]
+        if throttle:
+            args += ["--sim-throttle", str(throttle)]
+        super().__init__(args)
 
 
 # --- the benchmark --------------------------------------------------------------------------

@@ -46,7 +46,7 @@ async def _read_port(stdout: trio.abc.ReceiveStream) -> int:
         while b"\n" not in buf:
             chunk = await stdout.receive_some(100)
             if not chunk:
-                raise RuntimeError("the simulator process exited before reporting its port")
+                raise RuntimeError("the child process exited before reporting its port")
             buf += chunk
     return int(buf.split(b"\n", 1)[0])
 

@@ -35,10 +35,15 @@ def test_api_bench_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     e2e = figures["end_to_end"]
     assert e2e["messages"] == 10
     assert e2e["submitted_per_second"] > 0 and e2e["receipted_per_second"] > 0
+    # Webhooks on: each message's status changes (submitting, submitted, delivered) were
+    # POSTed to the receiver, and the phase ended only once all were.
+    assert e2e["webhooks"] >= 3 * 10
+    assert e2e["webhooks_per_second"] > 0 and e2e["done_per_second"] > 0
     assert len(figures["load_average"]["before"]) == 3
 
     report(figures)  # the table printed without --json
     out = capsys.readouterr().out
     for text in ("bare hypercorn", "API alone", ">= 2,000 requests/s", ">= 10,000 messages/s",
-                 ">= 3,000 messages/s", "load average", "client:", "simulator:"):  # fmt: skip
+                 ">= 3,000 messages/s", "load average", "client:", "simulator:", "receiver:",
+                 "webhooks delivered"):  # fmt: skip
         assert text in out, text

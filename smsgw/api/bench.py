@@ -112,6 +112,26 @@ def _cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def client_arguments(
+    url: str,
+    key: str,
+    mode: str,
+    count: int,
+    size: int,
+    concurrency: int,
+    callback_url: str | None = None,
+) -> list[str]:
+    """The command line of a load run's process (after ``-m smsgw.api.bench``). Values go as
+    ``--name=value``: a random key may begin with ``-``."""
+    args = [
+        f"--drive={url}", f"--key={key}", f"--mode={mode}", f"--requests={count}",
+        f"--batch-size={size}", f"--concurrency={concurrency}",
+    ]  # fmt: skip
+    if callback_url is not None:
+        args.append(f"--callback-url={callback_url}")
+    return args
+
+
 async def _client_process(
     url: str,
     key: str,
@@ -125,11 +145,9 @@ async def _client_process(
     process (the server: all its threads) spent meanwhile."""
     server_cpu = _cpu_seconds(resource.RUSAGE_SELF)
     args = [
-        sys.executable, "-m", "smsgw.api.bench", "--drive", url, "--key", key, "--mode", mode,
-        "--requests", str(count), "--batch-size", str(size), "--concurrency", str(concurrency),
+        sys.executable, "-m", "smsgw.api.bench",
+        *client_arguments(url, key, mode, count, size, concurrency, callback_url),
     ]  # fmt: skip
-    if callback_url is not None:
-        args += ["--callback-url", callback_url]
     with trio.fail_after(DRIVE_TIMEOUT):
         result = await trio.run_process(args, capture_stdout=True, capture_stderr=True)
     figures: dict[str, Any] = json.loads(result.stdout)

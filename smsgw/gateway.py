@@ -400,6 +400,8 @@ class Gateway:
         part count given back at acceptance)."""
         if not isinstance(request.to, str) or not isinstance(request.source, str):
             return SplitMode.UDH8
+        if all(p.split_mode is SplitMode.UDH8 for p in self._settings.providers.values()):
+            return SplitMode.UDH8  # whatever the route (the common case): no routing needed
         try:
             decision = self._count_router.route(
                 MessageAttrs(

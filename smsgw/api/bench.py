@@ -43,7 +43,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
-from smsgw.asgi import Receive, Scope, Send, lifespan
+from smsgw.asgi import ASGIApp, Receive, Scope, Send, lifespan
 from smsgw.bench.gateway import ServerProcess, Setup, SimulatorProcess, config_text
 from smsgw.bench.report import print_table
 from smsgw.config import GatewayConfig, parse_config
@@ -179,32 +179,33 @@ def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
 # --- the server side ------------------------------------------------------------------------
 
 
-async def _hello(scope: Scope, receive: Receive, send: Send) -> None:
-    """The bare server's app: read the request, answer 202 with a small JSON body."""
-    if scope["type"] == "lifespan":
-        await lifespan(receive, send)
-        return
-    if scope["type"] != "http":
-        return
-    while (await receive()).get("more_body", False):
-        pass
-    body = b'{"id":"0","status":"queued","parts":1,"encoding":"gsm7"}'
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 202, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+def _answering(status: int, body: bytes = b"", content_type: bytes | None = None) -> ASGIApp:
+    """An ASGI app that reads each request whole and answers it ``status`` with ``body``."""
+    # No Content-Length on a 204 (RFC 9110 forbids it there): an empty body needs none.
+    headers = [(b"content-length", b"%d" % len(body))] if body else []
+    if content_type is not None:
+        headers.append((b"content-type", content_type))
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        while (await receive()).get("more_body", False):
+            pass
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
 
 
-async def _receiver_app(scope: Scope, receive: Receive, send: Send) -> None:
-    """The webhook receiver: read the request, answer 204."""
-    if scope["type"] == "lifespan":
-        await lifespan(receive, send)
-        return
-    if scope["type"] != "http":
-        return
-    while (await receive()).get("more_body", False):
-        pass
-    await send({"type": "http.response.start", "status": 204, "headers": []})
-    await send({"type": "http.response.body", "body": b""})
+#: The bare server's app: what the API answers a single message, without the API.
+_hello = _answering(
+    202, b'{"id":"0","status":"queued","parts":1,"encoding":"gsm7"}', b"application/json"
+)
+#: The webhook receiver's app.
+_receiver_app = _answering(204)
 
 
 async def _serve_receiver() -> None:

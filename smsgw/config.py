@@ -64,6 +64,7 @@ from .config_loader import (
     substitute_env,
 )
 from .durations import format_duration
+from .model import MessageStatus
 from .retry import Outcome, RetryPolicy
 from .smpp.backoff import BackoffPolicy
 from .smpp.config import INBOUND_ANSWER_TIMEOUT, BindMode, ClientConfig, TlsConfig
@@ -826,6 +827,11 @@ class WebhooksConfig:
     batch_size: int = attrs.field(default=100, validator=between(1, 10_000))
     #: How often the outbox is looked at when nothing woke the deliverer.
     poll_interval: float = duration_field(1.0, validator=positive_duration())
+    #: Status webhooks only for changes to these statuses (e.g. the final ones); None: every
+    #: change of a message's status is notified.
+    statuses: tuple[MessageStatus, ...] | None = attrs.field(
+        default=None, validator=_optional(non_empty)
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.backoff_max < self.backoff_initial:

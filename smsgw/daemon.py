@@ -130,6 +130,7 @@ RESTART_ONLY = (
     "database",
     "api",
     "metrics",
+    "inbound.max_pending",
 )
 
 
@@ -173,6 +174,7 @@ def plan_reload(running: GatewayConfig, loaded: GatewayConfig) -> tuple[GatewayC
         database=running.database,
         api=running.api,
         metrics=running.metrics,
+        inbound=attrs.evolve(loaded.inbound, max_pending=running.inbound.max_pending),
     )
     return effective, ignored
 
@@ -410,6 +412,9 @@ class Daemon:
         if gateway.webhooks is not None:
             gateway.webhooks.reconfigure(effective.webhooks)
         gateway.notifier.inbound_target = effective.webhooks.inbound_url
+        gateway.notifier.statuses = (
+            None if effective.webhooks.statuses is None else frozenset(effective.webhooks.statuses)
+        )
         known = {p.name for p in self.config.providers}
         for provider in effective.providers:
             if provider.name not in known:

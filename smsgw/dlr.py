@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import MappingProxyType
 
 import attrs
@@ -52,6 +52,7 @@ from smsgw.correlation import Correlator, Match, Orphan, SmscKey, receipt_key, r
 from smsgw.messages import Counters, inbound_notification_body, status_notification_body
 from smsgw.metrics import FINAL_STATUSES, Metrics
 from smsgw.model import (
+    MessageStatus,
     NewInbound,
     NewNotification,
     NotificationKind,
@@ -90,10 +91,13 @@ class Notifier:
         *,
         client_defaults: Mapping[str, str] = MappingProxyType({}),
         inbound: str | None = None,
+        statuses: Collection[MessageStatus] | None = None,
         remember: int = 100_000,
     ) -> None:
         self.client_defaults = client_defaults
         self.inbound_target = inbound
+        #: Only changes to these statuses are notified (``[webhooks] statuses``); None: all.
+        self.statuses = None if statuses is None else frozenset(statuses)
         self._remember = remember
         self._callbacks: OrderedDict[str, str] = OrderedDict()
 
@@ -121,6 +125,8 @@ class Notifier:
     ) -> list[NewNotification]:
         """The webhooks for one aggregated status change (runs in the store's writer task).
         The message's stored ``callback_url`` (in ``change``) is used when none is given."""
+        if self.statuses is not None and change.new not in self.statuses:
+            return []
         target = self.target(change.message_id, change.client, callback_url or change.callback_url)
         if target is None:
             return []

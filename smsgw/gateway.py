@@ -130,7 +130,9 @@ class Gateway:
         self._clock = clock
         self._rng = rand if rand is not None else random.Random()
         self.counters = Counters()
-        self.notifier = Notifier(inbound=config.webhooks.inbound_url)
+        self.notifier = Notifier(
+            inbound=config.webhooks.inbound_url, statuses=config.webhooks.statuses
+        )
         self.metrics = Metrics([p.name for p in config.providers])
         self.webhooks: WebhookDeliverer | None = None
         self.supervisor = Supervisor(rand=self._rng.random, on_failure=self._task_failed)

@@ -101,17 +101,32 @@ consumers = 8
 [api]
 port = 9090
 
+[inbound]
+max_pending = 10
+reassembly_timeout = "5s"
+
+[webhooks]
+statuses = ["delivered"]
+
 [[routes]]
 providers = ["a"]
 """
     )
     effective, ignored = plan_reload(running, loaded)
-    assert sorted(ignored) == ["api.port", "gateway.state_dir", "queue.consumers"]
+    assert sorted(ignored) == [
+        "api.port",
+        "gateway.state_dir",
+        "inbound.max_pending",
+        "queue.consumers",
+    ]
     assert effective.gateway.state_dir == Path("/var/lib/smsgw")
     assert effective.queue == running.queue
     assert effective.api == running.api
+    assert effective.inbound.max_pending == running.inbound.max_pending
     # ... while what can change live does.
     assert effective.routes == loaded.routes
+    assert effective.inbound.reassembly_timeout == 5.0
+    assert effective.webhooks.statuses == loaded.webhooks.statuses
 
 
 def test_reload_names_a_whole_section_that_changed_shape() -> None:

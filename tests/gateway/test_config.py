@@ -35,6 +35,7 @@ from smsgw.config import (
 )
 from smsgw.config_loader import substitute_env
 from smsgw.durations import DurationError, format_duration, parse_duration
+from smsgw.model import MessageStatus
 from smsgw.retry import DEFAULT_OUTCOMES, Outcome, RetryPolicy, classify
 from smsgw.smpp.backoff import BackoffPolicy
 from smsgw.smpp.config import BindMode, ClientConfig, TlsConfig
@@ -884,6 +885,20 @@ def test_the_documented_classification_table_is_the_code() -> None:
     documented = {int(code, 16): Outcome(outcome) for _, code, outcome in rows}
     assert documented == dict(DEFAULT_OUTCOMES)
     assert all(CommandStatus[name] == int(code, 16) for name, code, _ in rows)
+
+
+def test_webhook_statuses() -> None:
+    assert parse(provider()).webhooks.statuses is None  # every change notified
+    config = parse('[webhooks]\nstatuses = ["delivered", "failed"]\n' + provider())
+    assert config.webhooks.statuses == (MessageStatus.DELIVERED, MessageStatus.FAILED)
+    assert problems('[webhooks]\nstatuses = ["deliverd"]\n' + provider()) == [
+        'webhooks.statuses[0]: expected one of "scheduled", "queued", "submitting", '
+        '"submitted", "delivered", "undelivered", "expired", "rejected", "failed", '
+        'got "deliverd"'
+    ]
+    assert problems("[webhooks]\nstatuses = []\n" + provider()) == [
+        "webhooks.statuses: must not be empty"
+    ]
 
 
 def test_inbound_reassembly_settings() -> None:

@@ -128,6 +128,28 @@ async def test_status_changes_queue_webhooks_to_the_callback_url(harness: Harnes
     assert all('"client_ref":"r1"' in b for b in statuses)
 
 
+async def test_webhook_statuses_limit_the_changes_notified(harness: Harness) -> None:
+    sim = await harness.simulator()
+    config = harness.config([provider("a", sim.port)])
+    config = attrs.evolve(
+        config,
+        webhooks=attrs.evolve(
+            config.webhooks, statuses=(MessageStatus.DELIVERED, MessageStatus.FAILED)
+        ),
+    )
+    gateway = await harness.gateway(config)
+    with trio.fail_after(20):
+        (accepted,) = await gateway.submit(
+            [SubmitRequest(to="4915112345", source="ACME", text="hi", callback_url="https://c.test/")]
+        )
+        assert isinstance(accepted, Accepted)
+        await wait_status(gateway, accepted.id, MessageStatus.DELIVERED)
+        notes = await gateway.store.pending_notifications()
+    # Only the final change: submitting and submitted made none.
+    (note,) = [n for n in notes if n.subject == accepted.id]
+    assert '"status":"delivered"' in note.body
+
+
 async def test_an_mo_that_cannot_be_stored_is_answered_with_a_temporary_error(
     harness: Harness,
 ) -> None:

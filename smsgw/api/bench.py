@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import attrs
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
@@ -81,28 +82,58 @@ def _request_body(mode: str, size: int, callback_url: str | None = None) -> byte
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-async def drive(
-    url: str,
-    key: str,
-    mode: str,
-    count: int,
-    size: int,
-    concurrency: int,
-    callback_url: str | None = None,
-) -> dict[str, Any]:
-    """Send ``count`` requests (single messages, batches of ``size``, or ``hello``: a single
-    message's request to the bare server) over ``concurrency`` connections; the figures. With
+@attrs.frozen
+class LoadRun:
+    """One load run: ``count`` requests (single messages, batches of ``size``, or ``hello``: a
+    single message's request to the bare server) over ``concurrency`` connections; with
     ``callback_url`` every message asks for its status webhooks there."""
-    parts = urlsplit(url)
+
+    url: str
+    key: str
+    mode: str
+    count: int
+    size: int
+    concurrency: int
+    callback_url: str | None = None
+
+    def arguments(self) -> list[str]:
+        """Its command line (after ``-m smsgw.api.bench``). Values go as ``--name=value``: a
+        random key may begin with ``-``."""
+        args = [
+            f"--drive={self.url}", f"--key={self.key}", f"--mode={self.mode}",
+            f"--requests={self.count}", f"--batch-size={self.size}",
+            f"--concurrency={self.concurrency}",
+        ]  # fmt: skip
+        if self.callback_url is not None:
+            args.append(f"--callback-url={self.callback_url}")
+        return args
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> LoadRun:
+        return cls(
+            args.drive,
+            args.key,
+            args.mode,
+            args.requests,
+            args.batch_size,
+            args.concurrency,
+            args.callback_url,
+        )
+
+
+async def drive(run: LoadRun) -> dict[str, Any]:
+    """Make ``run`` (in the client process); the figures."""
+    parts = urlsplit(run.url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    path = parts.path + ("/messages/batch" if mode == "batch" else "/messages")
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    request = build_request(host, port, path, headers, _request_body(mode, size, callback_url))
+    path = parts.path + ("/messages/batch" if run.mode == "batch" else "/messages")
+    headers = {"Authorization": f"Bearer {run.key}", "Content-Type": "application/json"}
+    body = _request_body(run.mode, run.size, run.callback_url)
+    request = build_request(host, port, path, headers, body)
     cpu = time.process_time()
-    figures = await load(host, port, request, count=count, concurrency=concurrency)
-    figures["client_cpu_per_request"] = (time.process_time() - cpu) / count
+    figures = await load(host, port, request, count=run.count, concurrency=run.concurrency)
+    figures["client_cpu_per_request"] = (time.process_time() - cpu) / run.count
     figures["messages_per_second"] = figures["requests_per_second"] * (
-        size if mode == "batch" else 1
+        run.size if run.mode == "batch" else 1
     )
     return figures
 
@@ -112,46 +143,16 @@ def _cpu_seconds(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def client_arguments(
-    url: str,
-    key: str,
-    mode: str,
-    count: int,
-    size: int,
-    concurrency: int,
-    callback_url: str | None = None,
-) -> list[str]:
-    """The command line of a load run's process (after ``-m smsgw.api.bench``). Values go as
-    ``--name=value``: a random key may begin with ``-``."""
-    args = [
-        f"--drive={url}", f"--key={key}", f"--mode={mode}", f"--requests={count}",
-        f"--batch-size={size}", f"--concurrency={concurrency}",
-    ]  # fmt: skip
-    if callback_url is not None:
-        args.append(f"--callback-url={callback_url}")
-    return args
-
-
-async def _client_process(
-    url: str,
-    key: str,
-    mode: str,
-    count: int,
-    size: int,
-    concurrency: int,
-    callback_url: str | None = None,
-) -> dict[str, Any]:
-    """One load run in a child process; its figures, with the CPU time per request this
-    process (the server: all its threads) spent meanwhile."""
+async def _client_process(run: LoadRun) -> dict[str, Any]:
+    """``run`` in a child process; its figures, with the CPU time per request this process
+    (the server: all its threads) spent meanwhile."""
     server_cpu = _cpu_seconds(resource.RUSAGE_SELF)
-    args = [
-        sys.executable, "-m", "smsgw.api.bench",
-        *client_arguments(url, key, mode, count, size, concurrency, callback_url),
-    ]  # fmt: skip
+    args = [sys.executable, "-m", "smsgw.api.bench", *run.arguments()]
     with trio.fail_after(DRIVE_TIMEOUT):
         result = await trio.run_process(args, capture_stdout=True, capture_stderr=True)
     figures: dict[str, Any] = json.loads(result.stdout)
-    figures["server_cpu_per_request"] = (_cpu_seconds(resource.RUSAGE_SELF) - server_cpu) / count
+    elapsed_cpu = _cpu_seconds(resource.RUSAGE_SELF) - server_cpu
+    figures["server_cpu_per_request"] = elapsed_cpu / run.count
     return figures
 
 
@@ -230,7 +231,7 @@ async def _bare(config: GatewayConfig, key: str, args: argparse.Namespace) -> di
         binds: list[str] = await nursery.start(serve, app, hypercorn_config(config))
         url = f"http://127.0.0.1:{bound_port(binds)}/api/v1"
         runs = [
-            await _client_process(url, key, "hello", args.requests, 1, args.concurrency)
+            await _client_process(LoadRun(url, key, "hello", args.requests, 1, args.concurrency))
             for _ in range(args.repeats)
         ]
         nursery.cancel_scope.cancel()
@@ -273,7 +274,7 @@ async def _end_to_end(
     total = args.e2e_batches * args.batch_size
     async with ServerProcess([sys.executable, "-m", "smsgw.api.bench", "--serve-receiver"]) as port:
         start = time.perf_counter()  # wall-clock
-        await _client_process(
+        hooked = LoadRun(
             url,
             key,
             "batch",
@@ -282,6 +283,7 @@ async def _end_to_end(
             args.batch_concurrency,
             callback_url=f"http://127.0.0.1:{port}/hook",
         )
+        await _client_process(hooked)
         submitted_at = delivered_at = hooked_at = None
         with trio.move_on_after(E2E_TIMEOUT):
             while hooked_at is None:
@@ -341,14 +343,12 @@ async def _api(
             with trio.fail_after(30):
                 while not any(h.bound for h in gateway.providers.snapshot().values()):
                     await trio.sleep(0.05)
-        c, n = args.concurrency, args.repeats
-        single = [await _client_process(url, key, "single", args.requests, 1, c) for _ in range(n)]
-        batch = [
-            await _client_process(
-                url, key, "batch", args.batches, args.batch_size, args.batch_concurrency
-            )
-            for _ in range(n)
-        ]
+        single_run = LoadRun(url, key, "single", args.requests, 1, args.concurrency)
+        batch_run = LoadRun(
+            url, key, "batch", args.batches, args.batch_size, args.batch_concurrency
+        )
+        single = [await _client_process(single_run) for _ in range(args.repeats)]
+        batch = [await _client_process(batch_run) for _ in range(args.repeats)]
         results = {"single": _median(single), "batch": _median(batch)}
         if end_to_end:
             results["end_to_end"] = await _end_to_end(gateway, url, key, args)
@@ -472,16 +472,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.drive:  # the client process
-        figures = trio.run(
-            drive,
-            args.drive,
-            args.key,
-            args.mode,
-            args.requests,
-            args.batch_size,
-            args.concurrency,
-            args.callback_url,
-        )
+        figures = trio.run(drive, LoadRun.from_arguments(args))
         print(json.dumps(figures))
         return 0
     if args.serve_receiver:  # the webhook receiver's process

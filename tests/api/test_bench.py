@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from smsgw.api.bench import _parser, client_arguments, report
+from smsgw.api.bench import LoadRun, _parser, report
 
 
 def test_api_bench_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
@@ -52,7 +52,7 @@ def test_api_bench_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_load_run_gets_its_key_even_when_the_key_begins_with_a_dash() -> None:
     # secrets.token_urlsafe draws "-" as a first character once in 64 keys.
     args = _parser().parse_args(
-        client_arguments("http://127.0.0.1:1/api/v1", "-kBz", "batch", 3, 10, 2, "http://h/x")
+        LoadRun("http://127.0.0.1:1/api/v1", "-kBz", "batch", 3, 10, 2, "http://h/x").arguments()
     )
     assert (args.drive, args.key, args.mode) == ("http://127.0.0.1:1/api/v1", "-kBz", "batch")
     assert (args.requests, args.batch_size, args.concurrency) == (3, 10, 2)

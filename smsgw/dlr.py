@@ -63,7 +63,6 @@ from smsgw.model import (
 )
 from smsgw.smpp.inbound import Inbound
 from smsgw.storage import Store, StoreError, UnknownMessage
-from smsgw.storage.writes import RecordResult
 
 __all__ = ["DlrHandler", "Notifier"]
 
@@ -342,29 +341,21 @@ class DlrHandler:
         ]
         if not events:
             return
-        notified = False
-
-        def notify(change: StatusChange) -> list[NewNotification]:
-            nonlocal notified
-            notifications = self._notifier.status(change)
-            notified = notified or bool(notifications)
-            return notifications
-
         try:
-            result = await self._store.record_events(events, notify=notify)
+            await self._record(events)
         except UnknownMessage:
-            if len(events) > 1:
-                # One of them names a message that is gone (nothing was written): each alone.
-                for event in events:
-                    await self._record_alone(event)
+            if len(events) == 1:
+                self._pruned(events[0])
                 return
-            self._pruned(events[0])
-            return
-        self._changed(result, {e.message_id: e.provider for e in events})
-        if notified:
-            self._webhooks_due()
+            # One of them names a message that is gone (nothing was written): each alone.
+            for event in events:
+                try:
+                    await self._record([event])
+                except UnknownMessage:
+                    self._pruned(event)
 
-    async def _record_alone(self, event: StatusEvent) -> None:
+    async def _record(self, events: Sequence[StatusEvent]) -> None:
+        """``events`` with their webhooks in one store call; raises what the store raises."""
         notified = False
 
         def notify(change: StatusChange) -> list[NewNotification]:
@@ -373,12 +364,11 @@ class DlrHandler:
             notified = notified or bool(notifications)
             return notifications
 
-        try:
-            result = await self._store.record_events([event], notify=notify)
-        except UnknownMessage:
-            self._pruned(event)
-            return
-        self._changed(result, {event.message_id: event.provider})
+        result = await self._store.record_events(events, notify=notify)
+        providers = {e.message_id: e.provider for e in events}
+        for change in result.changes:
+            if change.new in FINAL_STATUSES:
+                self._metrics.message_final(providers.get(change.message_id), change.new)
         if notified:
             self._webhooks_due()
 
@@ -387,11 +377,6 @@ class DlrHandler:
         self._counters.orphaned_receipts += 1
         self._metrics.receipt_orphaned(event.provider or "")
         log.info("receipt for pruned message %s", event.message_id)
-
-    def _changed(self, result: RecordResult, providers: Mapping[str, str | None]) -> None:
-        for change in result.changes:
-            if change.new in FINAL_STATUSES:
-                self._metrics.message_final(providers.get(change.message_id), change.new)
 
     # -- orphans ---------------------------------------------------------------------------
 

@@ -140,12 +140,15 @@ class StatusBatcher:
             for write in writes:
                 write.error = exc
             return
+        # Each write gets the changes and refused events of its own messages, in order.
+        changes: dict[_Write, list[StatusChange]] = {write: [] for write in writes}
+        refused: dict[_Write, list[StatusEvent]] = {write: [] for write in writes}
+        for change in result.changes:
+            changes[owners[change.message_id]].append(change)
+        for event in result.refused:
+            refused[owners[event.message_id]].append(event)
         for write in writes:
-            mine = {e.message_id for e in write.events}
-            write.result = RecordResult(
-                tuple(c for c in result.changes if c.message_id in mine),
-                tuple(e for e in result.refused if e.message_id in mine),
-            )
+            write.result = RecordResult(tuple(changes[write]), tuple(refused[write]))
 
     async def _alone(self, write: _Write) -> None:
         try:

@@ -89,7 +89,7 @@ from smsgw.routing import (
 )
 from smsgw.status_batch import StatusBatcher
 from smsgw.storage import DuplicateId, MessageStateError, Store, StoreError, UnknownMessage
-from smsgw.storage.writes import Notify, RecordResult
+from smsgw.storage.writes import RecordResult
 
 __all__ = ["MAX_INLINE_THROTTLES", "Processor", "ProviderStatsBuffer", "Settings", "reference_for"]
 
@@ -667,15 +667,6 @@ class Processor:
             part_number=part,
             provider=provider,
         )
-        callback_url = payload.callback_url
-        notified = False
-
-        def notify(change: StatusChange) -> list[NewNotification]:
-            nonlocal notified
-            notifications = self._notifier.status(change, callback_url)
-            notified = notified or bool(notifications)
-            return notifications
-
         # Both writes handed over at once: they share a group commit. The DLR handler learns
         # the mapping as soon as it is queued for the writer (so receipts find it in memory;
         # their writes are committed after it), and gets the receipts that came earlier and
@@ -686,7 +677,7 @@ class Processor:
             parked.extend(self._dlr.expect(provider, smsc_id, config.message_id_format, ref))
 
         try:
-            await self._write(job, [mapping], [event], notify=notify, handed_over=handed_over)
+            await self._write(job, [mapping], [event], handed_over=handed_over)
         except MessageIdError as exc:
             # Refused before anything was written: record the event alone.
             log.warning(
@@ -701,8 +692,6 @@ class Processor:
             await self._record(job, [event])
             return
         job.row_known = True
-        if notified:
-            self._webhooks_due()
         await self._dlr.apply_parked(parked)
 
     # -- outcomes --------------------------------------------------------------------------
@@ -775,30 +764,18 @@ class Processor:
         """Record ``events`` with their webhooks; rebuild the row first if it is missing."""
         if not events:
             return RecordResult((), ())
-        payload = job.payload
-
-        notified = False
-
-        def notify(change: StatusChange) -> list[NewNotification]:
-            nonlocal notified
-            notifications = self._notifier.status(change, payload.callback_url)
-            notified = notified or bool(notifications)
-            return notifications
-
         try:
-            result = await self._write(job, (), events, notify=notify)
+            result = await self._write(job, (), events)
         except UnknownMessage:
             if job.row_known:
                 raise
             await self._rebuild_row(job)
-            result = await self._write(job, (), events, notify=notify)
+            result = await self._write(job, (), events)
         job.row_known = True
         provider = events[0].provider or (job.tried[-1] if job.tried else None)
         for change in result.changes:
             if change.new in FINAL_STATUSES:
                 self._metrics.message_final(provider, change.new)
-        if notified:
-            self._webhooks_due()
         return result
 
     async def _write(
@@ -807,15 +784,30 @@ class Processor:
         mappings: Sequence[SmscIdMapping],
         events: Sequence[StatusEvent],
         *,
-        notify: Notify,
         handed_over: Callable[[], None] | None = None,
     ) -> RecordResult:
-        """The job's status write: through its batch's batcher, else straight to the store."""
+        """The job's status write with its webhooks (to the message's ``callback_url``, else
+        its client's default): through its batch's batcher, else straight to the store."""
+        callback_url = job.payload.callback_url
+        notified = False
+
+        def notify(change: StatusChange) -> list[NewNotification]:
+            nonlocal notified
+            notifications = self._notifier.status(change, callback_url)
+            notified = notified or bool(notifications)
+            return notifications
+
         if job.batcher is not None:
-            return await job.batcher.write(mappings, events, notify=notify, handed_over=handed_over)
-        return await self._store.map_and_record(
-            mappings, events, notify=notify, handed_over=handed_over
-        )
+            result = await job.batcher.write(
+                mappings, events, notify=notify, handed_over=handed_over
+            )
+        else:
+            result = await self._store.map_and_record(
+                mappings, events, notify=notify, handed_over=handed_over
+            )
+        if notified:
+            self._webhooks_due()
+        return result
 
     async def _rebuild_row(self, job: _Job) -> None:
         """The row of a queued message is missing: the gateway stopped between queueing it and

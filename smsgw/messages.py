@@ -18,8 +18,9 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
 import re
-import uuid
+import time
 from collections.abc import Collection, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -182,9 +183,26 @@ class Prepared:
 
 
 def new_message_id() -> str:
-    """A fresh message id: 32 hex digits from the OS's randomness (unique across restarts and
-    instances, whatever random seed the gateway runs with)."""
-    return uuid.uuid4().hex
+    """A fresh message id: a UUIDv7 (RFC 9562) in 32 hex digits.
+
+    Its first 48 bits are the wall-clock time in milliseconds, the rest (but the version and
+    variant bits) the OS's randomness: unique across restarts and instances whatever random
+    seed the gateway runs with, and time-ordered. The order is what matters: every table is
+    indexed by message id, and ids that arrive in order are inserted at the right edge of each
+    index, so a batch of new messages touches a few pages instead of one page per message per
+    index (with random ids, inserts slowed down 3x as the database grew to 150,000 messages;
+    docs/storage.md).
+    """
+    millis = time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF  # wall-clock
+    rand = int.from_bytes(os.urandom(10), "big")  # 74 of its 80 bits: rand_a 12, rand_b 62
+    value = (
+        millis << 80
+        | 0x7 << 76  # version 7
+        | (rand >> 62 & 0xFFF) << 64  # rand_a
+        | 0b10 << 62  # the RFC 9562 variant
+        | (rand & 0x3FFF_FFFF_FFFF_FFFF)  # rand_b
+    )
+    return f"{value:032x}"
 
 
 def _finite(value: object) -> bool:

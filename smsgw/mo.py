@@ -24,7 +24,6 @@ lost makes a duplicate row: the MO has no id to recognise it by.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Hashable, Sequence
 
 import trio
@@ -35,7 +34,7 @@ from smpp_codec.pdu import DataSm, DeliverSm
 from smpp_codec.segment import Reassembler, concat_info, parse_udh
 from smpp_codec.text import decode as decode_text
 from smsgw.dlr import Notifier
-from smsgw.messages import Counters
+from smsgw.messages import Counters, new_message_id
 from smsgw.model import NewInbound
 from smsgw.smpp.inbound import Inbound
 from smsgw.storage import Store, StoreError
@@ -137,7 +136,7 @@ class MoHandler:
         complete: bool = True,
     ) -> None:
         message = NewInbound(
-            id=uuid.uuid4().hex,
+            id=new_message_id(),
             provider=provider,
             source=pdu.source_addr,
             destination=pdu.destination_addr,

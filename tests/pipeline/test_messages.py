@@ -3,6 +3,8 @@ becomes (id, encoding, part count, times, first status)."""
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 
 from smpp_codec.segment import SplitMode
 from smpp_codec.text import Encoding
-from smsgw.messages import Prepared, SubmitRequest, validate
+from smsgw.messages import Prepared, SubmitRequest, new_message_id, validate
 from smsgw.model import MessageStatus
 
 NOW = 1_700_000_000.0
@@ -120,3 +122,29 @@ def test_any_text_is_prepared_or_refused_with_a_text_error(text: str) -> None:
         assert 1 <= result.parts <= 255
     else:
         assert set(result) == {"text"}
+
+
+def test_message_ids_are_uuid7_and_ordered_by_time() -> None:
+    """Ids are UUIDv7 (time first): ids made in later milliseconds sort after earlier ones,
+    which keeps every index on message id appending at its end (docs/storage.md)."""
+    before = time.time_ns() // 1_000_000  # wall-clock: the id embeds it
+    first = new_message_id()
+    while time.time_ns() // 1_000_000 <= before + 1:  # bounded: two milliseconds at most
+        pass
+    second = new_message_id()
+    after = time.time_ns() // 1_000_000
+    for value in (first, second):
+        parsed = uuid.UUID(hex=value)
+        assert len(value) == 32 and value == parsed.hex
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122
+    assert before <= int(first[:12], 16) < int(second[:12], 16) <= after
+    assert first < second
+
+
+def test_message_ids_do_not_repeat_and_keep_their_version_bits() -> None:
+    ids = {new_message_id() for _ in range(10_000)}
+    assert len(ids) == 10_000
+    # The random bits must not spill into the version or variant (a bug seen once).
+    assert {(uuid.UUID(hex=i).version, uuid.UUID(hex=i).variant) for i in ids} == {
+        (7, uuid.RFC_4122)
+    }

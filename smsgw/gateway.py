@@ -55,6 +55,7 @@ from smsgw.messages import (
     Prepared,
     Rejected,
     SubmitRequest,
+    new_message_ids,
     validate,
 )
 from smsgw.metrics import Metrics
@@ -367,6 +368,7 @@ class Gateway:
         settings = self._settings
         results: list[Accepted | Rejected | None] = [None] * len(requests)
         prepared: list[tuple[int, Prepared]] = []
+        ids = new_message_ids(len(requests))
         for index, request in enumerate(requests):
             if not isinstance(request, SubmitRequest):
                 results[index] = Rejected(index, {"request": f"not a SubmitRequest: {request!r}"})
@@ -376,6 +378,7 @@ class Gateway:
                 now=now,
                 providers=tuple(settings.providers),
                 split_mode=self._split_mode(request),
+                message_id=ids[index],
             )
             if isinstance(checked, Prepared):
                 prepared.append((index, checked))

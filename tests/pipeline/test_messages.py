@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from smpp_codec.segment import SplitMode
 from smpp_codec.text import Encoding
-from smsgw.messages import Prepared, SubmitRequest, new_message_id, validate
+from smsgw.messages import Prepared, SubmitRequest, new_message_id, new_message_ids, validate
 from smsgw.model import MessageStatus
 
 NOW = 1_700_000_000.0
@@ -142,8 +142,10 @@ def test_message_ids_are_uuid7_and_ordered_by_time() -> None:
 
 
 def test_message_ids_do_not_repeat_and_keep_their_version_bits() -> None:
-    ids = {new_message_id() for _ in range(10_000)}
+    batch = new_message_ids(5_000)
+    ids = set(batch) | {new_message_id() for _ in range(5_000)}
     assert len(ids) == 10_000
+    assert len({i[:12] for i in batch}) == 1  # a batch shares its millisecond
     # The random bits must not spill into the version or variant (a bug seen once).
     assert {(uuid.UUID(hex=i).version, uuid.UUID(hex=i).variant) for i in ids} == {
         (7, uuid.RFC_4122)

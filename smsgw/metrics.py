@@ -179,15 +179,10 @@ class QueueSource(Protocol):
     async def depth(self) -> DepthView: ...
 
 
-class CountsView(Protocol):
-    @property
-    def notifications(self) -> Mapping[NotificationState, int]: ...
-
-
 class OutboxSource(Protocol):
-    """``smsgw.storage.Store`` (its ``counts()``)."""
+    """``smsgw.storage.Store`` (its ``notification_counts()``)."""
 
-    async def counts(self) -> CountsView: ...
+    async def notification_counts(self) -> Mapping[NotificationState, int]: ...
 
 
 class _Sources:
@@ -198,7 +193,7 @@ class _Sources:
         self.outbox: OutboxSource | None = None
         # Filled by refresh(): the latest answers of the async sources (None: never read).
         self.depth: DepthView | None = None
-        self.counts: CountsView | None = None
+        self.outbox_counts: Mapping[NotificationState, int] | None = None
         self.up: MutableMapping[str, bool] = {}
 
 
@@ -295,7 +290,7 @@ class _SnapshotCollector(Collector):
         )
 
     def _outbox_gauges(self) -> Iterable[Metric]:
-        counts = self._sources.counts
+        counts = self._sources.outbox_counts
         if counts is None:
             return
         outbox = GaugeMetricFamily(
@@ -304,7 +299,7 @@ class _SnapshotCollector(Collector):
             labels=["state"],
         )
         for state in NotificationState:
-            outbox.add_metric([state.value], float(counts.notifications.get(state, 0)))
+            outbox.add_metric([state.value], float(counts.get(state, 0)))
         yield outbox
 
 
@@ -480,7 +475,8 @@ class Metrics:
     ) -> None:
         """Read these at scrape time: ``providers.snapshot()`` (connections, window),
         ``rates.current_rate(name)`` (the gateway), ``await queue.depth()`` (queue and DLQ),
-        ``await outbox.counts()`` (the store). Sources left None keep the one set before."""
+        ``await outbox.notification_counts()`` (the store). Sources left None keep the one set
+        before."""
         s = self._sources
         if providers is not None:
             s.providers = providers
@@ -499,7 +495,9 @@ class Metrics:
         if s.queue is not None:
             s.depth = await self._read("queue", s.queue.depth, s.depth)
         if s.outbox is not None:
-            s.counts = await self._read("outbox", s.outbox.counts, s.counts)
+            s.outbox_counts = await self._read(
+                "outbox", s.outbox.notification_counts, s.outbox_counts
+            )
 
     async def _read(self, name: str, read: Callable[[], Awaitable[Any]], previous: Any) -> Any:
         try:

@@ -529,15 +529,24 @@ class Store:
         return [_notification(row) for row in rows]
 
     async def counts(self) -> StoreCounts:
-        """How many messages per status, inbound messages, and notifications per state."""
+        """How many messages per status, inbound messages, and notifications per state.
+
+        For tools and tests: counting messages per status reads an entry of an index for every
+        message kept (0.4 s at 150,000 messages), and the writer waits meanwhile. The metrics
+        read :meth:`notification_counts` only.
+        """
         messages = dict.fromkeys(MessageStatus, 0)
         for status, count in await self._fetch(queries.MESSAGES_PER_STATUS):
             messages[MessageStatus(status)] = count
-        states = list(NotificationState)
-        (counts,) = await self._fetch(queries.NOTIFICATIONS_PER_STATE)
-        notifications = dict(zip(states, counts, strict=True))
         (inbound,) = (await self._fetch(queries.INBOUND_COUNT))[0]
+        notifications = await self.notification_counts()
         return StoreCounts(messages=messages, inbound=inbound, notifications=notifications)
+
+    async def notification_counts(self) -> dict[NotificationState, int]:
+        """Notifications in the webhook outbox per state (every state, 0 included): cheap,
+        each state is counted over its own partial index."""
+        (counts,) = await self._fetch(queries.NOTIFICATIONS_PER_STATE)
+        return dict(zip(list(NotificationState), counts, strict=True))
 
     async def provider_stats(
         self,

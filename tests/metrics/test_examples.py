@@ -12,9 +12,8 @@ import trio
 from prometheus_client.parser import text_string_to_metric_families
 
 from smsgw.metrics import Metrics
-from smsgw.model import MessageStatus, NotificationState
+from smsgw.model import NotificationState
 from smsgw.queue.base import QueueDepth
-from smsgw.storage import StoreCounts
 
 from .test_metrics import CONFIG, Providers
 
@@ -28,12 +27,8 @@ class Queue:
 
 
 class Outbox:
-    async def counts(self) -> StoreCounts:
-        return StoreCounts(
-            messages=dict.fromkeys(MessageStatus, 0),
-            inbound=0,
-            notifications=dict.fromkeys(NotificationState, 0),
-        )
+    async def notification_counts(self) -> dict[NotificationState, int]:
+        return dict.fromkeys(NotificationState, 0)
 
 
 class Rates:

@@ -324,6 +324,7 @@ async def test_inbound(store: Store, clock: FakeClock) -> None:
                 [NewInbound(id="i1", provider="p", source="a", destination="b", payload=b"")]
             )
         counts = await store.counts()
+        outbox = await store.notification_counts()
     assert page.next_cursor is None
     assert [
         (m.id, m.payload, m.text, m.data_coding, m.parts, m.received_at) for m in page.items
@@ -335,6 +336,11 @@ async def test_inbound(store: Store, clock: FakeClock) -> None:
         (NotificationKind.INBOUND, "https://client/mo", "i1")
     ]
     assert counts.inbound == 2
+    assert outbox == counts.notifications == {
+        NotificationState.PENDING: 1,
+        NotificationState.DELIVERED: 0,
+        NotificationState.DEAD: 0,
+    }
 
 
 async def test_notification_outbox(store: Store, clock: FakeClock) -> None:

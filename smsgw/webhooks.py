@@ -17,27 +17,32 @@ Each request carries ``X-Smsgw-Event-Id``, ``X-Smsgw-Timestamp`` and (with a sec
 Two clocks: ``clock`` is wall-clock epoch seconds, the store's time (``next_attempt_at``, the
 timestamp header), injectable for tests; waits use Trio's clock. ``deliver_due`` is one pass
 (tests, draining); ``run`` is the long-running task: a poller feeding a bounded channel to
-``concurrency`` workers, woken early by :meth:`WebhookDeliverer.wake`.
+``concurrency`` workers, woken early by :meth:`WebhookDeliverer.wake`, and a recorder that writes
+the workers' outcomes in batches (one store call for all the rows delivered meanwhile).
+
+HTTP goes through :mod:`smsgw.webhook_http` (keep-alive connections, h11), or any object with
+the :class:`WebhookClient` methods given as ``client``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
 
 import attrs
-import httpx
 import trio
 
 from .config import WebhooksConfig
 from .model import Notification
 from .signing import sign
 from .storage.errors import StoreError
+from .webhook_http import DeliveryFailed, HttpPool
 
 __all__ = [
     "EVENT_ID_HEADER",
@@ -45,6 +50,7 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "Outcome",
     "PassResult",
+    "WebhookClient",
     "WebhookDeliverer",
     "WebhookStats",
     "event_id",
@@ -59,6 +65,13 @@ TIMESTAMP_HEADER = "X-Smsgw-Timestamp"
 SIGNATURE_HEADER = "X-Smsgw-Signature"
 
 USER_AGENT = "smsgw-webhooks/1"
+
+# The request headers as h11 takes them (bytes), built once.
+_USER_AGENT = (b"User-Agent", USER_AGENT.encode("ascii"))
+_CONTENT_TYPE = (b"Content-Type", b"application/json")
+_EVENT_ID = EVENT_ID_HEADER.encode("ascii")
+_TIMESTAMP = TIMESTAMP_HEADER.encode("ascii")
+_SIGNATURE = SIGNATURE_HEADER.encode("ascii")
 
 
 class OutboxStore(Protocol):
@@ -75,6 +88,17 @@ class OutboxStore(Protocol):
     async def retry_notification(
         self, seq: int, *, error: str, next_attempt_at: float | None, at: float | None = None
     ) -> None: ...
+
+
+class WebhookClient(Protocol):
+    """How the deliverer POSTs (:class:`smsgw.webhook_http.HttpPool`; tests and the benchmark
+    pass others). ``post`` returns the answer's status, or raises
+    :class:`~smsgw.webhook_http.DeliveryFailed` with a short reason when there was none; it
+    follows no redirect and keeps no deadline of its own (the deliverer cancels it)."""
+
+    async def post(self, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> int: ...
+
+    async def aclose(self) -> None: ...
 
 
 class WebhookMetrics(Protocol):
@@ -163,6 +187,15 @@ class Outcome:
 
 
 @attrs.frozen
+class Attempt:
+    """One POST done, its outcome not yet written: ``error`` None means a 2xx."""
+
+    notification: Notification
+    event_id: str
+    error: str | None
+
+
+@attrs.frozen
 class PassResult:
     """What one :meth:`WebhookDeliverer.deliver_due` pass did."""
 
@@ -197,9 +230,10 @@ class WebhookStats:
 class WebhookDeliverer:
     """Delivers the outbox (see the module docstring).
 
-    ``client``: an ``httpx.AsyncClient`` to use (its owner closes it); None: one is made per
-    :meth:`run` / :meth:`deliver_due`. ``clock``: wall-clock epoch seconds; ``rand``: floats in
-    [0, 1) for the jitter.
+    ``client``: the HTTP client to POST with (its owner closes it), anything with the
+    :class:`WebhookClient` methods; None: an :class:`~smsgw.webhook_http.HttpPool` of
+    ``concurrency`` connections is made per :meth:`run` / :meth:`deliver_due`. ``clock``:
+    wall-clock epoch seconds; ``rand``: floats in [0, 1) for the jitter.
     """
 
     def __init__(
@@ -207,7 +241,7 @@ class WebhookDeliverer:
         store: OutboxStore,
         config: WebhooksConfig,
         *,
-        client: httpx.AsyncClient | None = None,
+        client: WebhookClient | None = None,
         metrics: WebhookMetrics | None = None,
         clock: Callable[[], float] = time.time,  # wall-clock
         rand: Callable[[], float] = random.random,
@@ -236,41 +270,49 @@ class WebhookDeliverer:
         """Look at the outbox now (new notifications were enqueued). Safe from any Trio task."""
         self._wake.set()
 
-    def _new_client(self) -> httpx.AsyncClient:
-        # Our own total deadline (move_on_after) owns the timeout; httpx's is a backstop.
-        return httpx.AsyncClient(
-            timeout=httpx.Timeout(self._config.timeout),
-            limits=httpx.Limits(max_connections=self._config.concurrency),
-            follow_redirects=False,
-            headers={"User-Agent": USER_AGENT},
-        )
-
     async def deliver_due(self) -> PassResult:
         """One pass: every notification due now (up to ``batch_size``), ``concurrency`` at a
-        time; returns when each has been delivered or rescheduled."""
+        time; returns when each has been delivered or rescheduled. The outcomes are written
+        together at the end of the pass; one that could not be written is logged and missing
+        from the result (its row is still pending)."""
         due = await self._store.pending_notifications(self._config.batch_size, now=self._clock())
-        outcomes: list[Outcome] = []
+        attempts: list[Attempt] = []
         limiter = trio.CapacityLimiter(self._config.concurrency)
 
-        async def one(client: httpx.AsyncClient, notification: Notification) -> None:
+        async def one(client: WebhookClient, notification: Notification) -> None:
             async with limiter:
-                outcomes.append(await self._deliver(client, notification))
+                attempts.append(await self._attempt(client, notification))
 
         async with self._client_in_use() as client, trio.open_nursery() as nursery:
             for notification in due:
                 nursery.start_soon(one, client, notification)
+        outcomes = await self._record(attempts)
         return PassResult(tuple(sorted(outcomes, key=lambda o: o.seq)))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Deliver until cancelled: a poller hands due rows to ``concurrency`` workers."""
+        """Deliver until cancelled: a poller hands due rows to ``concurrency`` workers, whose
+        outcomes a recorder writes to the store in batches."""
+        concurrency = self._config.concurrency
         send, receive = trio.open_memory_channel[Notification](0)
-        async with self._client_in_use() as client, trio.open_nursery() as nursery:
-            for _ in range(self._config.concurrency):
-                nursery.start_soon(self._worker, client, receive.clone())
-            receive.close()
-            task_status.started()
-            async with send:
-                await self._poll(send)
+        # Room for about one batch of outcomes while the previous batch is being written; when
+        # it is full the workers wait, so a slow store slows the deliveries down.
+        done_send, done_receive = trio.open_memory_channel[Attempt](
+            max(concurrency, self._config.batch_size)
+        )
+        try:
+            async with self._client_in_use() as client, trio.open_nursery() as nursery:
+                nursery.start_soon(self._recorder, done_receive)
+                async with done_send:
+                    for _ in range(concurrency):
+                        nursery.start_soon(self._worker, client, receive.clone(), done_send.clone())
+                receive.close()
+                task_status.started()
+                async with send:
+                    await self._poll(send)
+        finally:
+            # Every task of this run has ended: nothing is in flight any more. Rows whose
+            # outcome was not written are still pending; a restarted run must send them again.
+            self._in_flight.clear()
 
     async def _poll(self, send: trio.MemorySendChannel[Notification]) -> None:
         while True:
@@ -287,32 +329,82 @@ class WebhookDeliverer:
                     await self._wake.wait()
 
     async def _worker(
-        self, client: httpx.AsyncClient, receive: trio.MemoryReceiveChannel[Notification]
+        self,
+        client: WebhookClient,
+        receive: trio.MemoryReceiveChannel[Notification],
+        done: trio.MemorySendChannel[Attempt],
     ) -> None:
-        async with receive:
+        async with receive, done:
             async for notification in receive:
+                await done.send(await self._attempt(client, notification))
+
+    async def _recorder(self, done: trio.MemoryReceiveChannel[Attempt]) -> None:
+        """Write the outcomes that arrived while the previous write was under way, together."""
+        async with done:
+            async for first in done:
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(done.receive_nowait())
+                    except trio.WouldBlock:
+                        break
                 try:
-                    await self._deliver(client, notification)
-                except StoreError as exc:
-                    # The row stays pending and is sent again: at-least-once holds.
-                    log.warning("webhook %s: outcome not recorded: %s", notification.seq, exc)
+                    await self._record(batch)
                 finally:
-                    self._in_flight.discard(notification.seq)
+                    for attempt in batch:
+                        self._in_flight.discard(attempt.notification.seq)
 
-    def _client_in_use(self) -> httpx.AsyncClient | _Borrowed:
-        return self._new_client() if self._client is None else _Borrowed(self._client)
+    @contextlib.asynccontextmanager
+    async def _client_in_use(self) -> AsyncIterator[WebhookClient]:
+        """The client given (its owner closes it), else a pool made for this run."""
+        if self._client is not None:
+            yield self._client
+            return
+        pool = HttpPool(self._config.concurrency)
+        try:
+            yield pool
+        finally:
+            await pool.aclose()
 
-    async def _deliver(self, client: httpx.AsyncClient, notification: Notification) -> Outcome:
-        """One attempt, and its outcome written to the store."""
+    async def _attempt(self, client: WebhookClient, notification: Notification) -> Attempt:
+        """POST once; the outcome is not written yet."""
         event = event_id(notification)
         error = await self._post(client, notification, event)
+        return Attempt(notification, event, error)
+
+    async def _record(self, attempts: Sequence[Attempt]) -> list[Outcome]:
+        """Write the outcomes of ``attempts``, concurrently so that the store commits them
+        together: the delivered rows (only those that got a 2xx) in one call, each failed one
+        with its next attempt (or none: given up). An outcome that cannot be written is logged
+        and left out: its row stays pending and is sent again (at least once)."""
         now = self._clock()
-        if error is None:
-            await self._store.complete_notifications([notification.seq], at=now)
-            self._delivered += 1
+        outcomes: list[Outcome] = []
+        delivered = [a for a in attempts if a.error is None]
+        async with trio.open_nursery() as nursery:
+            if delivered:
+                nursery.start_soon(self._record_delivered, delivered, now, outcomes)
+            for attempt in attempts:
+                if attempt.error is not None:
+                    nursery.start_soon(self._record_failure, attempt, now, outcomes)
+        return outcomes
+
+    async def _record_delivered(
+        self, attempts: list[Attempt], now: float, outcomes: list[Outcome]
+    ) -> None:
+        try:
+            await self._store.complete_notifications([a.notification.seq for a in attempts], at=now)
+        except StoreError as exc:
+            log.warning("webhooks: %d delivery(ies) not recorded: %s", len(attempts), exc)
+            return
+        self._delivered += len(attempts)
+        for attempt in attempts:
+            outcomes.append(Outcome(attempt.notification.seq, attempt.event_id, None))
             if self._metrics is not None:
                 self._metrics.webhook_result(True)
-            return Outcome(notification.seq, event, None)
+
+    async def _record_failure(self, attempt: Attempt, now: float, outcomes: list[Outcome]) -> None:
+        notification, error = attempt.notification, attempt.error
+        assert error is not None
         retry_at = next_attempt_at(
             self._config,
             attempts=notification.attempts + 1,
@@ -320,9 +412,14 @@ class WebhookDeliverer:
             now=now,
             rand=self._rand(),
         )
-        await self._store.retry_notification(
-            notification.seq, error=error, next_attempt_at=retry_at, at=now
-        )
+        try:
+            await self._store.retry_notification(
+                notification.seq, error=error, next_attempt_at=retry_at, at=now
+            )
+        except StoreError as exc:
+            log.warning("webhook %s: failed attempt not recorded: %s", notification.seq, exc)
+            return
+        outcomes.append(Outcome(notification.seq, attempt.event_id, error, retry_at))
         self._failed += 1
         if self._metrics is not None:
             self._metrics.webhook_result(False)
@@ -332,51 +429,34 @@ class WebhookDeliverer:
                 self._metrics.webhook_gave_up()
             log.warning(
                 "webhook %s to %s given up after %d attempts: %s",
-                event,
+                attempt.event_id,
                 notification.target,
                 notification.attempts + 1,
                 error,
             )
-        return Outcome(notification.seq, event, error, retry_at)
 
     async def _post(
-        self, client: httpx.AsyncClient, notification: Notification, event: str
+        self, client: WebhookClient, notification: Notification, event: str
     ) -> str | None:
-        """POST once; None on a 2xx, else why not. Only the status line is read: a receiver's
-        answer body is of no use and must not cost memory."""
+        """POST once; None on a 2xx, else why not."""
         body = request_body(notification, event)
         timestamp = int(self._clock())
-        headers = {
-            "Content-Type": "application/json",
-            EVENT_ID_HEADER: event,
-            TIMESTAMP_HEADER: str(timestamp),
-        }
+        headers = [
+            _USER_AGENT,
+            _CONTENT_TYPE,
+            (_EVENT_ID, event.encode("ascii")),
+            (_TIMESTAMP, b"%d" % timestamp),
+        ]
         secret = self._config.secret_for(notification.target)
         if secret is not None:
-            headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
+            headers.append((_SIGNATURE, sign(secret, timestamp, body).encode("ascii")))
         timeout = self._config.timeout
         with trio.move_on_after(timeout):
             try:
-                async with client.stream(
-                    "POST", notification.target, content=body, headers=headers
-                ) as response:
-                    status = response.status_code
-            except (httpx.HTTPError, httpx.InvalidURL) as exc:
-                return f"{type(exc).__name__}: {exc}"[:500]
+                status = await client.post(notification.target, headers, body)
+            except DeliveryFailed as exc:
+                return str(exc)[:500]
             if 200 <= status < 300:
                 return None
             return f"HTTP {status}"
         return f"timed out after {timeout:g}s"
-
-
-class _Borrowed:
-    """A client someone else owns, used as a context manager that does not close it."""
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self._client = client
-
-    async def __aenter__(self) -> httpx.AsyncClient:
-        return self._client
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        return None

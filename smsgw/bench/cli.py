@@ -16,6 +16,7 @@ BENCHES = {
     "queue": ("smsgw.bench.queue", "queue backends: enqueue, lease+ack, latency"),
     "raw": ("smsgw.bench.raw", "one SMPP client session blasting the simulator"),
     "api": ("smsgw.api.bench", "the HTTP API: single and batch submissions, end to end"),
+    "webhooks": ("smsgw.bench.webhooks", "the webhook deliverer draining a full outbox"),
 }
 
 

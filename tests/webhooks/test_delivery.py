@@ -136,7 +136,8 @@ async def test_failing_receiver_then_accepting_gets_every_event(
         await receiver.stop()
         clock.advance(20)
         result = await deliverer.deliver_due()
-        assert all(o.error is not None and "ConnectError" in o.error for o in result.outcomes)
+        refused = f"connect to 127.0.0.1:{receiver.port} failed: Connection refused"
+        assert [o.error for o in result.outcomes] == [refused] * 5
         assert [o.retry_at for o in result.outcomes] == [START + 30 + 40] * 5
         # 4th attempt, at +70: accepted.
         await receiver.start(nursery)
@@ -264,6 +265,29 @@ async def test_run_retries_a_failed_row_when_due(
         while (await states(store))[NotificationState.DELIVERED] < 1:
             await trio.sleep(0.02)
     assert [r.answered for r in receiver.received] == [500, 204]
+
+
+async def test_a_row_in_flight_when_run_ends_is_sent_by_the_next_run(
+    store: Store, receiver: Receiver, clock: FakeClock, nursery: trio.Nursery
+) -> None:
+    """The run is stopped (a restart by the supervisor, a drain) while a POST waits for its
+    answer: nothing was recorded, so the row is still pending, and the same deliverer's next
+    run must send it again rather than think it is still in flight."""
+    deliverer = WebhookDeliverer(store, settings(timeout=60.0), clock=clock)
+    receiver.mode = "hang"
+    await store.enqueue_notifications(notifications(receiver.url, 1))
+    with trio.fail_after(30):
+        async with trio.open_nursery() as first_run:
+            first_run.start_soon(deliverer.run)
+            while not receiver.received:
+                await trio.sleep(0.02)
+            first_run.cancel_scope.cancel()
+        assert deliverer.stats().in_flight == 0
+        receiver.mode = "accept"
+        await nursery.start(deliverer.run)
+        while (await states(store))[NotificationState.DELIVERED] < 1:
+            await trio.sleep(0.02)
+    assert [r.answered for r in receiver.received] == [None, 204]
 
 
 async def test_reconfigure_changes_the_secret_of_the_next_attempt(

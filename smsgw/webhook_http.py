@@ -1,0 +1,346 @@
+"""The webhook deliverer's HTTP client: POST, read the answer's status, keep the connection.
+
+Why not httpx: measured with ``smsgw bench --webhooks``, its request/response model cost about
+1.2 CPU-ms per webhook, and because the deliverer reads only the status (not the body) httpcore
+closed every connection after one request: a TCP connect per webhook. Here h11 does all of HTTP
+(no parsing of our own) and this module only moves bytes and pools connections:
+
+- at most ``max_connections`` connections in all (idle ones included), per origin (scheme, host,
+  port) reused keep-alive, the most recently used first, if idle for less than
+  :data:`KEEPALIVE_EXPIRY`; when the limit is reached, the oldest idle connection to another
+  origin is closed to make room;
+- a connection goes back to the pool only after a complete exchange (the answer's body read to
+  its end, at most :data:`MAX_DRAIN` bytes, and neither side asked to close); anything else
+  (an error, a cancelled attempt, a large body) closes it;
+- a reused connection that fails before any byte of the answer arrives (the server closed it
+  while it was idle) is retried once on a fresh connection: that is the usual keep-alive race,
+  and the receiver de-duplicates if it did see the first request;
+- no redirects (a 3xx is returned like any other status), no timeouts of its own: the caller
+  owns the deadline (``trio.move_on_after``), and a cancelled attempt closes its connection.
+
+Failures before a status raise :class:`DeliveryFailed` with a short reason for the outbox's
+``last_error``. https uses ``ssl.create_default_context()`` unless given a context.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import os
+import socket
+import ssl
+from collections.abc import Sequence
+from urllib.parse import quote, unquote, urlsplit
+
+import attrs
+import h11
+import trio
+
+__all__ = ["KEEPALIVE_EXPIRY", "MAX_DRAIN", "DeliveryFailed", "HttpPool", "Target", "parse_target"]
+
+#: The most answer body read to keep a connection; a longer body closes it instead.
+MAX_DRAIN = 65_536
+#: Seconds an idle connection is kept for reuse (httpx's default too): past that, a firewall or
+#: NAT may have dropped it without a word, and a request on it would wait for the timeout.
+KEEPALIVE_EXPIRY = 5.0
+#: Bytes asked of the socket per read.
+RECEIVE_SIZE = 65_536
+#: Distinct target URLs whose parse is remembered.
+TARGET_CACHE = 1024
+
+# Printable ASCII left as is in the request line (WHATWG's percent-encode sets, as httpx): the
+# rest, and every non-ASCII character as UTF-8, is percent-encoded; existing escapes are kept.
+_QUERY_SAFE = "".join(chr(i) for i in range(0x21, 0x7F) if chr(i) not in '"#<>')
+_PATH_SAFE = "".join(c for c in _QUERY_SAFE if c not in "?`{}")
+
+#: What a connection can raise while sending and receiving.
+_IO_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError)
+
+
+class DeliveryFailed(Exception):
+    """An attempt failed before any HTTP status; the message is the reason to record."""
+
+
+@attrs.frozen
+class Target:
+    """A webhook URL, parsed once: where to connect and what to put in the request line."""
+
+    scheme: str
+    host: str
+    port: int
+    path: bytes  # path and query, percent-encoded
+    host_header: bytes
+    authorization: bytes | None  # from user:password@ in the URL, as httpx did
+
+    @property
+    def origin(self) -> tuple[str, str, int]:
+        return (self.scheme, self.host, self.port)
+
+
+@functools.lru_cache(maxsize=TARGET_CACHE)
+def parse_target(url: str) -> Target:
+    """Parse an http(s) URL; :class:`DeliveryFailed` if it cannot be POSTed to."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise DeliveryFailed(f"bad target URL: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise DeliveryFailed(f"bad target URL: scheme {parts.scheme!r} is not http or https")
+    host = parts.hostname
+    if not host:
+        raise DeliveryFailed("bad target URL: no host")
+    try:
+        ascii_host = host.encode("idna").decode("ascii") if not host.isascii() else host
+    except UnicodeError as exc:
+        raise DeliveryFailed(f"bad target URL: host {host!r}: {exc}") from None
+    default_port = 443 if scheme == "https" else 80
+    shown = f"[{ascii_host}]" if ":" in ascii_host else ascii_host
+    if port is not None and port != default_port:
+        shown += f":{port}"
+    path = quote(parts.path or "/", safe=_PATH_SAFE)
+    if parts.query:
+        path += "?" + quote(parts.query, safe=_QUERY_SAFE)
+    authorization = None
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        authorization = b"Basic " + base64.b64encode(credentials.encode("utf-8"))
+    return Target(
+        scheme=scheme,
+        host=ascii_host,
+        port=port if port is not None else default_port,
+        path=path.encode("ascii"),
+        host_header=shown.encode("ascii"),
+        authorization=authorization,
+    )
+
+
+class _Stale(Exception):
+    """A reused connection failed before any byte of the answer: try a fresh one."""
+
+
+class _Connection:
+    """One HTTP/1.1 connection: its stream, the socket under it, h11's state."""
+
+    def __init__(
+        self, origin: tuple[str, str, int], stream: trio.abc.Stream, socket: trio.socket.SocketType
+    ) -> None:
+        self.origin = origin
+        self.stream = stream
+        self.socket = socket
+        self.h11 = h11.Connection(h11.CLIENT)
+        self.exchanges = 0  # complete request/answer exchanges so far
+        self.answered = False  # some of the current answer has arrived
+        self.idle_since = 0.0  # trio.current_time() when it was last put back in the pool
+
+    def close(self) -> None:
+        """Close at once, without a TLS goodbye: usable when the caller is being cancelled."""
+        self.socket.close()
+
+    async def post(
+        self, target: Target, headers: Sequence[tuple[bytes, bytes]], body: bytes
+    ) -> tuple[int, bool]:
+        """One exchange: the status, and whether the connection can be reused."""
+        conn = self.h11
+        self.answered = False
+        request_headers = [(b"Host", target.host_header), *headers]
+        if target.authorization is not None:
+            request_headers.append((b"Authorization", target.authorization))
+        request_headers.append((b"Content-Length", b"%d" % len(body)))
+        request = h11.Request(method=b"POST", target=target.path, headers=request_headers)
+        data = b"".join(
+            conn.send(event) or b""  # None only for ConnectionClosed
+            for event in (request, h11.Data(data=body), h11.EndOfMessage())
+        )
+        await self.stream.send_all(data)
+        status: int | None = None
+        drained = 0
+        try:
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    chunk = await self.stream.receive_some(RECEIVE_SIZE)
+                    if chunk:
+                        self.answered = True
+                    conn.receive_data(bytes(chunk))
+                elif isinstance(event, h11.Response):
+                    status = event.status_code
+                elif isinstance(event, h11.Data):
+                    drained += len(event.data)
+                    if drained > MAX_DRAIN:
+                        assert status is not None
+                        return status, False
+                elif isinstance(event, h11.EndOfMessage):
+                    assert status is not None
+                    self.exchanges += 1
+                    reusable = conn.our_state is h11.DONE and conn.their_state is h11.DONE
+                    if reusable:
+                        conn.start_next_cycle()
+                    return status, reusable
+                elif isinstance(event, h11.ConnectionClosed):
+                    raise trio.BrokenResourceError("the server closed the connection")
+                # InformationalResponse (1xx): the real answer follows.
+        except _IO_ERRORS:
+            if status is None:
+                raise
+            return status, False  # the status came, the rest of the answer did not: it counts
+
+
+class HttpPool:
+    """POSTs over keep-alive connections, at most ``max_connections`` of them (module doc).
+
+    ``ssl_context``: for https targets (default: ``ssl.create_default_context()``).
+    ``keepalive_expiry``: seconds a connection may stay idle and still be used.
+    ``opened``: connections opened so far; :attr:`connections`: open now (idle or in use).
+    """
+
+    def __init__(
+        self,
+        max_connections: int,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        keepalive_expiry: float = KEEPALIVE_EXPIRY,
+    ) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, got {max_connections}")
+        if keepalive_expiry < 0:
+            raise ValueError(f"keepalive_expiry must not be negative, got {keepalive_expiry}")
+        self._expiry = keepalive_expiry
+        self._slots = trio.Semaphore(max_connections)
+        self._max = max_connections
+        self._ssl_context = ssl_context
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._open = 0
+        self.opened = 0
+
+    @property
+    def connections(self) -> int:
+        return self._open
+
+    async def post(self, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> int:
+        """POST ``body`` with ``headers`` (Host and Content-Length are added) to ``url``;
+        the answer's status. :class:`DeliveryFailed` if there was no answer."""
+        target = parse_target(url)
+        async with self._slots:
+            idle = self._idle.get(target.origin)
+            if idle and trio.current_time() - idle[-1].idle_since >= self._expiry:
+                self._close_all(idle)  # the most recent is too old: so are the others
+            if idle:
+                try:
+                    return await self._exchange(idle.pop(), target, headers, body)
+                except _Stale:
+                    pass  # closed by the server while idle: once more, on a new connection
+            connection = await self._connect(target)
+            try:
+                return await self._exchange(connection, target, headers, body)
+            except _Stale as exc:  # a new connection is never stale
+                raise DeliveryFailed(str(exc)) from None
+
+    async def aclose(self) -> None:
+        """Close the idle connections (those in use close when their attempt ends)."""
+        for connections in self._idle.values():
+            self._close_all(connections)
+        await trio.lowlevel.checkpoint()
+
+    def _close_all(self, connections: list[_Connection]) -> None:
+        for connection in connections:
+            connection.close()
+        self._open -= len(connections)
+        connections.clear()
+
+    async def _exchange(
+        self,
+        connection: _Connection,
+        target: Target,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> int:
+        keep = False
+        try:
+            status, keep = await connection.post(target, headers, body)
+            return status
+        except _IO_ERRORS as exc:
+            if connection.exchanges and not connection.answered:
+                raise _Stale(_reason(exc)) from exc
+            raise DeliveryFailed(_reason(exc)) from exc
+        finally:
+            if keep:
+                connection.idle_since = trio.current_time()
+                self._idle.setdefault(connection.origin, []).append(connection)
+            else:
+                connection.close()
+                self._open -= 1
+
+    async def _connect(self, target: Target) -> _Connection:
+        if self._open >= self._max:
+            self._evict()
+        self._open += 1
+        ok = False
+        try:
+            connection = await self._open_connection(target)
+            ok = True
+            self.opened += 1
+            return connection
+        finally:
+            if not ok:
+                self._open -= 1
+
+    def _evict(self) -> None:
+        """Close the idle connection unused the longest (there is one: every slot in use
+        holds at most one connection, and this caller holds a slot without one)."""
+        oldest = min(
+            (connections for connections in self._idle.values() if connections),
+            key=lambda connections: connections[0].idle_since,
+        )
+        oldest.pop(0).close()
+        self._open -= 1
+
+    async def _open_connection(self, target: Target) -> _Connection:
+        where = f"{target.host}:{target.port}"
+        try:
+            tcp = await trio.open_tcp_stream(target.host, target.port)
+        except OSError as exc:
+            raise DeliveryFailed(f"connect to {where} failed: {_os_reason(exc)}") from exc
+        if target.scheme == "http":
+            return _Connection(target.origin, tcp, tcp.socket)
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        tls = trio.SSLStream(
+            tcp, self._ssl_context, server_hostname=target.host, https_compatible=True
+        )
+        ok = False
+        try:
+            await tls.do_handshake()
+            ok = True
+        except (trio.BrokenResourceError, OSError) as exc:
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            raise DeliveryFailed(f"TLS with {where} failed: {_os_reason(cause)}") from exc
+        finally:
+            if not ok:  # failed or cancelled
+                tcp.socket.close()
+        return _Connection(target.origin, tls, tcp.socket)
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The most specific words for a connection error: trio wraps the per-address errors of a
+    failed connect in a group under a general message."""
+    cause = exc.__cause__
+    if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+        exc = cause.exceptions[0]
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, socket.gaierror) and exc.errno:
+        return os.strerror(exc.errno)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, h11.RemoteProtocolError):
+        return f"bad HTTP answer: {exc}"[:500]
+    if isinstance(exc, h11.LocalProtocolError):
+        return f"cannot send the request: {exc}"[:500]
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    return f"connection lost: {_os_reason(cause)}"[:500]

@@ -41,7 +41,6 @@ from urllib.parse import urlsplit
 
 import attrs
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 
 from smsgw.asgi import ASGIApp, Receive, Scope, Send, lifespan
@@ -205,23 +204,6 @@ def _answering(status: int, body: bytes = b"", content_type: bytes | None = None
 _hello = _answering(
     202, b'{"id":"0","status":"queued","parts":1,"encoding":"gsm7"}', b"application/json"
 )
-#: The webhook receiver's app.
-_receiver_app = _answering(204)
-
-
-async def _serve_receiver() -> None:
-    """Child process: the webhook receiver (hypercorn), its port on stdout, until stdin
-    closes."""
-    config = HypercornConfig()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.backlog = 1024
-    async with trio.open_nursery() as nursery:
-        app: Any = _receiver_app  # hypercorn's types want its own scope TypedDicts
-        binds: list[str] = await nursery.start(serve, app, config)
-        print(bound_port(binds), flush=True)
-        await trio.to_thread.run_sync(sys.stdin.buffer.read, abandon_on_cancel=True)
-        nursery.cancel_scope.cancel()
 
 
 async def _bare(config: GatewayConfig, key: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -272,7 +254,10 @@ async def _end_to_end(
     await _drained(gateway)
     submitted0, delivered0, hooks0, _ = await _counts(gateway)
     total = args.e2e_batches * args.batch_size
-    async with ServerProcess([sys.executable, "-m", "smsgw.api.bench", "--serve-receiver"]) as port:
+    # The receiver of smsgw bench --webhooks: h11, 204 at once (a client's receiver runs on
+    # its own machine; this one should take as little of the shared cores as it can).
+    receiver = [sys.executable, "-m", "smsgw.bench.webhooks", "--serve-receiver"]
+    async with ServerProcess(receiver) as port:
         start = time.perf_counter()  # wall-clock
         hooked = LoadRun(
             url,
@@ -377,7 +362,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
             "server": "(this process) the bare hypercorn, then each gateway with its API "
             "(hypercorn, Trio worker)",
             "simulator": "SMSC simulator, child process (last phase only)",
-            "receiver": "webhook receiver (hypercorn), child process (end to end only)",
+            "receiver": "webhook receiver (h11, answers 204), child process (end to end only)",
             "client": "load generator (smsgw.api.bench_client), one child process per run",
         },
     }
@@ -465,7 +450,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--key", help=argparse.SUPPRESS)
     parser.add_argument("--mode", choices=["single", "batch", "hello"], help=argparse.SUPPRESS)
     parser.add_argument("--callback-url", help=argparse.SUPPRESS)
-    parser.add_argument("--serve-receiver", action="store_true", help=argparse.SUPPRESS)
     return parser
 
 
@@ -474,9 +458,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.drive:  # the client process
         figures = trio.run(drive, LoadRun.from_arguments(args))
         print(json.dumps(figures))
-        return 0
-    if args.serve_receiver:  # the webhook receiver's process
-        trio.run(_serve_receiver)
         return 0
     # The gateway without a provider logs every failed connect: not news in a benchmark.
     logging.basicConfig(level=logging.ERROR)

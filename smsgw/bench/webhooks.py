@@ -218,7 +218,7 @@ async def _drain(
                 cpu, trio_cpu = _cpu_seconds() - cpu, time.thread_time() - trio_cpu
                 receiver_cpu = _process_cpu_seconds(receiver) - receiver_cpu
                 nursery.cancel_scope.cancel()
-        states = (await store.counts()).notifications
+        states = await store.notification_counts()
         if states[NotificationState.DELIVERED] != count:
             raise RuntimeError(f"expected {count} delivered, the store says {dict(states)}")
         return Drain(count, seconds, cpu, trio_cpu, receiver_cpu)

@@ -66,7 +66,7 @@ async def server(nursery: trio.Nursery) -> Server:
 
 
 async def delivered(store: Store) -> int:
-    return (await store.counts()).notifications[NotificationState.DELIVERED]
+    return (await store.notification_counts())[NotificationState.DELIVERED]
 
 
 async def until(condition: Callable[[], Any], what: str) -> None:

@@ -20,6 +20,15 @@ closed every connection after one request: a TCP connect per webhook. Here h11 d
 
 Failures before a status raise :class:`DeliveryFailed` with a short reason for the outbox's
 ``last_error``. https uses ``ssl.create_default_context()`` unless given a context.
+
+Forward proxies (which one, and which hosts bypass it: :mod:`smsgw.webhook_proxy`, from the
+environment by default): an http:// target is POSTed to the proxy with its URL in the request
+line (absolute-form); an https:// target gets a tunnel (``CONNECT host:port``), then TLS with
+the target inside it, then the request as if direct. ``Proxy-Authorization`` goes on the
+absolute-form requests and on CONNECT, never through a tunnel. Connections are pooled per
+(origin, proxy): a tunnel can only ever reach its origin, and for plain http httpx did the same
+(a proxy usually pairs a client connection with one upstream one), so the pool's accounting
+and eviction are those of direct connections.
 """
 
 from __future__ import annotations
@@ -29,12 +38,14 @@ import functools
 import os
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from urllib.parse import quote, unquote, urlsplit
 
 import attrs
 import h11
 import trio
+
+from .webhook_proxy import Proxies, Proxy, authority, environment_proxies
 
 __all__ = ["KEEPALIVE_EXPIRY", "MAX_DRAIN", "DeliveryFailed", "HttpPool", "Target", "parse_target"]
 
@@ -56,6 +67,9 @@ _PATH_SAFE = "".join(c for c in _QUERY_SAFE if c not in "?`{}")
 #: What a connection can raise while sending and receiving.
 _IO_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.ProtocolError)
 
+#: Where a pooled connection goes: the target's origin, through a proxy or direct (None).
+_Route = tuple[tuple[str, str, int], Proxy | None]
+
 
 class DeliveryFailed(Exception):
     """An attempt failed before any HTTP status; the message is the reason to record."""
@@ -75,6 +89,11 @@ class Target:
     @property
     def origin(self) -> tuple[str, str, int]:
         return (self.scheme, self.host, self.port)
+
+    @property
+    def absolute(self) -> bytes:
+        """The URL in the request line to a proxy (absolute-form)."""
+        return b"%s://%s%s" % (self.scheme.encode("ascii"), self.host_header, self.path)
 
 
 @functools.lru_cache(maxsize=TARGET_CACHE)
@@ -121,14 +140,21 @@ class _Stale(Exception):
 
 
 class _Connection:
-    """One HTTP/1.1 connection: its stream, the socket under it, h11's state."""
+    """One HTTP/1.1 connection: its stream, the socket under it, h11's state. ``forward``: the
+    proxy it goes to for plain http (requests in absolute-form, with the proxy's credentials);
+    None: to the target itself, or through a tunnel."""
 
     def __init__(
-        self, origin: tuple[str, str, int], stream: trio.abc.Stream, socket: trio.socket.SocketType
+        self,
+        route: _Route,
+        stream: trio.abc.Stream,
+        socket: trio.socket.SocketType,
+        forward: Proxy | None = None,
     ) -> None:
-        self.origin = origin
+        self.route = route
         self.stream = stream
         self.socket = socket
+        self.forward = forward
         self.h11 = h11.Connection(h11.CLIENT)
         self.exchanges = 0  # complete request/answer exchanges so far
         self.answered = False  # some of the current answer has arrived
@@ -147,8 +173,13 @@ class _Connection:
         request_headers = [(b"Host", target.host_header), *headers]
         if target.authorization is not None:
             request_headers.append((b"Authorization", target.authorization))
+        request_target = target.path
+        if self.forward is not None:
+            request_target = target.absolute
+            if self.forward.authorization is not None:
+                request_headers.append((b"Proxy-Authorization", self.forward.authorization))
         request_headers.append((b"Content-Length", b"%d" % len(body)))
-        request = h11.Request(method=b"POST", target=target.path, headers=request_headers)
+        request = h11.Request(method=b"POST", target=request_target, headers=request_headers)
         data = b"".join(
             conn.send(event) or b""  # None only for ConnectionClosed
             for event in (request, h11.Data(data=body), h11.EndOfMessage())
@@ -192,6 +223,9 @@ class HttpPool:
 
     ``ssl_context``: for https targets (default: ``ssl.create_default_context()``).
     ``keepalive_expiry``: seconds a connection may stay idle and still be used.
+    ``proxies``: forward proxies in the shape of ``urllib.request.getproxies()``
+    (``{"http": url, "https": url, "all": url, "no": "host,..."}``, :mod:`smsgw.webhook_proxy`;
+    ``{}``: none); None: read from the environment now. :class:`ValueError` if one is unusable.
     ``opened``: connections opened so far; :attr:`connections`: open now (idle or in use).
     """
 
@@ -201,7 +235,11 @@ class HttpPool:
         *,
         ssl_context: ssl.SSLContext | None = None,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
+        proxies: Mapping[str, str] | None = None,
     ) -> None:
+        if proxies is None:
+            proxies = environment_proxies(os.environ)
+        self._proxies = Proxies.parse(proxies)
         if max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, got {max_connections}")
         if keepalive_expiry < 0:
@@ -210,7 +248,7 @@ class HttpPool:
         self._slots = trio.Semaphore(max_connections)
         self._max = max_connections
         self._ssl_context = ssl_context
-        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._idle: dict[_Route, list[_Connection]] = {}
         self._open = 0
         self.opened = 0
 
@@ -222,8 +260,9 @@ class HttpPool:
         """POST ``body`` with ``headers`` (Host and Content-Length are added) to ``url``;
         the answer's status. :class:`DeliveryFailed` if there was no answer."""
         target = parse_target(url)
+        route = (target.origin, self._proxies.proxy_for(target.scheme, target.host, target.port))
         async with self._slots:
-            idle = self._idle.get(target.origin)
+            idle = self._idle.get(route)
             if idle and trio.current_time() - idle[-1].idle_since >= self._expiry:
                 self._close_all(idle)  # the most recent is too old: so are the others
             if idle:
@@ -231,7 +270,7 @@ class HttpPool:
                     return await self._exchange(idle.pop(), target, headers, body)
                 except _Stale:
                     pass  # closed by the server while idle: once more, on a new connection
-            connection = await self._connect(target)
+            connection = await self._connect(target, route)
             try:
                 return await self._exchange(connection, target, headers, body)
             except _Stale as exc:  # a new connection is never stale
@@ -267,18 +306,18 @@ class HttpPool:
         finally:
             if keep:
                 connection.idle_since = trio.current_time()
-                self._idle.setdefault(connection.origin, []).append(connection)
+                self._idle.setdefault(connection.route, []).append(connection)
             else:
                 connection.close()
                 self._open -= 1
 
-    async def _connect(self, target: Target) -> _Connection:
+    async def _connect(self, target: Target, route: _Route) -> _Connection:
         if self._open >= self._max:
             self._evict()
         self._open += 1
         ok = False
         try:
-            connection = await self._open_connection(target)
+            connection = await self._open_connection(target, route)
             ok = True
             self.opened += 1
             return connection
@@ -296,30 +335,78 @@ class HttpPool:
         oldest.pop(0).close()
         self._open -= 1
 
-    async def _open_connection(self, target: Target) -> _Connection:
-        where = f"{target.host}:{target.port}"
+    async def _open_connection(self, target: Target, route: _Route) -> _Connection:
+        proxy = route[1]
+        if proxy is None:
+            tcp = await _open_tcp(target.host, target.port, authority(target.host, target.port))
+        else:
+            tcp = await _open_tcp(proxy.host, proxy.port, f"proxy {proxy.address}")
+        ok = False
         try:
-            tcp = await trio.open_tcp_stream(target.host, target.port)
-        except OSError as exc:
-            raise DeliveryFailed(f"connect to {where} failed: {_os_reason(exc)}") from exc
-        if target.scheme == "http":
-            return _Connection(target.origin, tcp, tcp.socket)
+            if target.scheme == "http":
+                connection = _Connection(route, tcp, tcp.socket, forward=proxy)
+            else:
+                if proxy is not None:
+                    await _open_tunnel(tcp, proxy, target)
+                connection = _Connection(route, await self._tls(tcp, target), tcp.socket)
+            ok = True
+            return connection
+        finally:
+            if not ok:  # failed or cancelled
+                tcp.socket.close()
+
+    async def _tls(
+        self, tcp: trio.SocketStream, target: Target
+    ) -> trio.SSLStream[trio.SocketStream]:
         if self._ssl_context is None:
             self._ssl_context = ssl.create_default_context()
         tls = trio.SSLStream(
             tcp, self._ssl_context, server_hostname=target.host, https_compatible=True
         )
-        ok = False
         try:
             await tls.do_handshake()
-            ok = True
         except (trio.BrokenResourceError, OSError) as exc:
             cause = exc.__cause__ if exc.__cause__ is not None else exc
+            where = authority(target.host, target.port)
             raise DeliveryFailed(f"TLS with {where} failed: {_os_reason(cause)}") from exc
-        finally:
-            if not ok:  # failed or cancelled
-                tcp.socket.close()
-        return _Connection(target.origin, tls, tcp.socket)
+        return tls
+
+
+async def _open_tcp(host: str, port: int, name: str) -> trio.SocketStream:
+    """A TCP connection to ``host``; ``name`` says what it is in the error."""
+    try:
+        return await trio.open_tcp_stream(host, port)
+    except OSError as exc:
+        raise DeliveryFailed(f"connect to {name} failed: {_os_reason(exc)}") from exc
+
+
+async def _open_tunnel(tcp: trio.SocketStream, proxy: Proxy, target: Target) -> None:
+    """Ask the proxy at the other end of ``tcp`` for a tunnel to ``target``: once this returns,
+    the bytes sent on ``tcp`` go to the target as they are (TLS comes next)."""
+    where = authority(target.host, target.port)
+    headers = [(b"Host", where.encode("ascii"))]
+    if proxy.authorization is not None:
+        headers.append((b"Proxy-Authorization", proxy.authorization))
+    conn = h11.Connection(h11.CLIENT)
+    request = h11.Request(method=b"CONNECT", target=where.encode("ascii"), headers=headers)
+    try:
+        await tcp.send_all((conn.send(request) or b"") + (conn.send(h11.EndOfMessage()) or b""))
+        while not isinstance(event := conn.next_event(), h11.Response):
+            if event is h11.NEED_DATA:
+                conn.receive_data(bytes(await tcp.receive_some(RECEIVE_SIZE)))
+            elif isinstance(event, h11.ConnectionClosed):
+                raise trio.BrokenResourceError("the proxy closed the connection")
+            # InformationalResponse (1xx): the real answer follows.
+    except _IO_ERRORS as exc:
+        raise DeliveryFailed(
+            f"proxy {proxy.address} CONNECT {where} failed: {_reason(exc)}"
+        ) from exc
+    if conn.their_state is not h11.SWITCHED_PROTOCOL:
+        raise DeliveryFailed(
+            f"proxy {proxy.address} refused CONNECT {where}: HTTP {event.status_code}"
+        )
+    if conn.trailing_data[0]:  # the target cannot have said anything before our TLS hello
+        raise DeliveryFailed(f"proxy {proxy.address} sent data before TLS to {where}")
 
 
 def _os_reason(exc: BaseException) -> str:

@@ -110,6 +110,7 @@ class HttpxClient:
             timeout=httpx.Timeout(config.timeout),
             limits=httpx.Limits(max_connections=config.concurrency),
             follow_redirects=False,
+            trust_env=False,  # direct, like the pool here, whatever the environment says
         )
 
     async def post(self, target: str, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> int:
@@ -126,7 +127,7 @@ class HttpxClient:
 
 
 def _new_pool(config: WebhooksConfig) -> WebhookClient:
-    return HttpPool(max_connections=config.concurrency)
+    return HttpPool(max_connections=config.concurrency, proxies={})  # direct, whatever the env
 
 
 #: The clients, in the order they run: name -> factory.

@@ -47,7 +47,7 @@ async def post_many(pool: HttpPool, url: str, n: int, *, at_once: int = 1) -> li
 
 
 async def test_sequential_posts_reuse_one_connection(server: Server) -> None:
-    pool = HttpPool(4)
+    pool = HttpPool(4, proxies={})
     assert await post_many(pool, server.url, 20) == [204] * 20
     assert server.connections == 1 and pool.opened == 1
     assert sorted(r.body for r in server.requests) == bodies(20)
@@ -55,7 +55,7 @@ async def test_sequential_posts_reuse_one_connection(server: Server) -> None:
 
 
 async def test_a_connection_idle_too_long_is_not_reused(server: Server) -> None:
-    pool = HttpPool(4, keepalive_expiry=0.0)  # every idle connection has expired
+    pool = HttpPool(4, keepalive_expiry=0.0, proxies={})  # every idle connection has expired
     assert await post_many(pool, server.url, 3) == [204] * 3
     assert server.connections == 3 and pool.connections == 1
     await pool.aclose()
@@ -64,7 +64,7 @@ async def test_a_connection_idle_too_long_is_not_reused(server: Server) -> None:
 
 async def test_concurrent_posts_use_at_most_max_connections(server: Server) -> None:
     server.answer = Answer(delay=0.01)  # so that requests overlap
-    pool = HttpPool(3)
+    pool = HttpPool(3, proxies={})
     assert await post_many(pool, server.url, 30, at_once=10) == [204] * 30
     assert 1 <= server.connections <= 3
     assert len(server.requests) == 30
@@ -76,7 +76,7 @@ async def test_the_limit_counts_idle_connections_to_other_origins(nursery: trio.
     a, b = Server(), Server()
     await a.start(nursery)
     await b.start(nursery)
-    pool = HttpPool(1)
+    pool = HttpPool(1, proxies={})
     with trio.fail_after(20):
         for url in (a.url, b.url, a.url, b.url):
             assert await pool.post(url, HEADERS, b"{}") == 204
@@ -91,7 +91,7 @@ async def test_a_connection_closed_while_idle_is_retried_on_a_fresh_one(server: 
     request finds it dead and goes once more on a new one. Nothing fails, nothing is lost,
     and no request reaches the server twice."""
     server.answer = Answer(close_after=True)
-    pool = HttpPool(2)
+    pool = HttpPool(2, proxies={})
     assert await post_many(pool, server.url, 10) == [204] * 10
     assert sorted(r.body for r in server.requests) == bodies(10)
     assert server.connections == 10 and pool.opened == 10
@@ -99,7 +99,7 @@ async def test_a_connection_closed_while_idle_is_retried_on_a_fresh_one(server: 
 
 
 async def test_connection_close_and_a_long_body_are_not_reused(server: Server) -> None:
-    pool = HttpPool(2)
+    pool = HttpPool(2, proxies={})
     server.answer = Answer(status=200, headers=((b"Connection", b"close"),))
     assert await post_many(pool, server.url, 3) == [200] * 3
     assert server.connections == 3
@@ -119,7 +119,7 @@ async def test_other_statuses_are_returned_and_redirects_not_followed(
     server: Server, status: int
 ) -> None:
     server.answer = Answer(status=status, headers=((b"Location", b"http://127.0.0.1:1/x"),))
-    pool = HttpPool(1)
+    pool = HttpPool(1, proxies={})
     assert await post_many(pool, server.url, 2) == [status] * 2
     assert len(server.requests) == 2 and server.connections == 1
     await pool.aclose()
@@ -127,7 +127,7 @@ async def test_other_statuses_are_returned_and_redirects_not_followed(
 
 async def test_a_cancelled_attempt_closes_its_connection(server: Server) -> None:
     """The late answer of a timed-out request must not be read as the next one's."""
-    pool = HttpPool(1)
+    pool = HttpPool(1, proxies={})
     server.answer = Answer(status=500, delay=1.0)
     with trio.fail_after(20):
         with trio.move_on_after(0.1) as scope:
@@ -141,7 +141,7 @@ async def test_a_cancelled_attempt_closes_its_connection(server: Server) -> None
 
 async def test_refused_connection(server: Server) -> None:
     server.stop()
-    pool = HttpPool(1)
+    pool = HttpPool(1, proxies={})
     with trio.fail_after(20), pytest.raises(DeliveryFailed) as caught:
         await pool.post(server.url, HEADERS, b"{}")
     assert str(caught.value) == f"connect to 127.0.0.1:{server.port} failed: Connection refused"
@@ -158,7 +158,7 @@ async def test_refused_connection(server: Server) -> None:
 )
 async def test_a_broken_answer_is_a_failure(server: Server, answer: Answer, reason: str) -> None:
     server.answer = answer
-    pool = HttpPool(1)
+    pool = HttpPool(1, proxies={})
     with trio.fail_after(20), pytest.raises(DeliveryFailed, match=reason):
         await pool.post(server.url, HEADERS, b"{}")
     assert len(server.requests) == 1  # a fresh connection is not retried
@@ -168,7 +168,7 @@ async def test_a_broken_answer_is_a_failure(server: Server, answer: Answer, reas
 async def test_the_status_counts_even_if_the_rest_of_the_answer_is_cut(server: Server) -> None:
     """As before (httpx, status line only): a 2xx is a 2xx, the connection is not kept."""
     server.answer = Answer(raw=b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
-    pool = HttpPool(1)
+    pool = HttpPool(1, proxies={})
     with trio.fail_after(20):
         assert await pool.post(server.url, HEADERS, b"{}") == 200
     assert pool.connections == 0
@@ -186,7 +186,7 @@ async def test_the_status_counts_even_if_the_rest_of_the_answer_is_cut(server: S
 )
 async def test_an_unusable_url_is_a_failure(url: str) -> None:
     with pytest.raises(DeliveryFailed, match="bad target URL"):
-        await HttpPool(1).post(url, HEADERS, b"{}")
+        await HttpPool(1, proxies={}).post(url, HEADERS, b"{}")
 
 
 @given(
@@ -234,7 +234,7 @@ async def tls_server(nursery: trio.Nursery, certificate: Certificate) -> Server:
 
 
 async def test_https_with_keep_alive(tls_server: Server, certificate: Certificate) -> None:
-    pool = HttpPool(2, ssl_context=certificate.client_context())
+    pool = HttpPool(2, ssl_context=certificate.client_context(), proxies={})
     assert tls_server.url.startswith("https://")
     assert await post_many(pool, tls_server.url, 5) == [204] * 5
     assert tls_server.connections == 1
@@ -244,7 +244,7 @@ async def test_https_with_keep_alive(tls_server: Server, certificate: Certificat
 
 async def test_https_checks_the_certificate(tls_server: Server) -> None:
     """With the default context (the system's authorities) a self-signed server is refused."""
-    pool = HttpPool(1)
+    pool = HttpPool(1, proxies={})
     with trio.fail_after(20), pytest.raises(DeliveryFailed) as caught:
         await pool.post(tls_server.url, HEADERS, b"{}")
     assert str(caught.value).startswith(f"TLS with 127.0.0.1:{tls_server.port} failed:")

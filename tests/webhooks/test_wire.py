@@ -231,7 +231,7 @@ async def test_https_through_the_client_seam(
 ) -> None:
     tls = Server(ssl_context=certificate.server_context())
     await tls.start(nursery)
-    pool = HttpPool(2, ssl_context=certificate.client_context())
+    pool = HttpPool(2, ssl_context=certificate.client_context(), proxies={})
     await store.enqueue_notifications(rows(tls.url, 4))
     with trio.fail_after(30):
         assert (await WebhookDeliverer(store, config(), client=pool).deliver_due()).delivered == 4

@@ -24,6 +24,7 @@ relative to the working directory of the process, as for any command-line tool.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import logging
 import math
 import os
@@ -774,6 +775,39 @@ class WebhookSecret:
     secret: str = attrs.field(validator=non_empty, metadata={SECRET: True}, repr=False)
 
 
+#: An IP network as the standard library parses it (a bare address: a /32 or /128).
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: ``[webhooks] blocked_networks`` by default: link-local, where cloud metadata services live
+#: (169.254.169.254 and the like); never a legitimate webhook receiver.
+DEFAULT_BLOCKED_NETWORKS: tuple[IPNetwork, ...] = (
+    ipaddress.ip_network("169.254.0.0/16"),
+    ipaddress.ip_network("fe80::/10"),
+)
+
+
+def _ip_networks(value: object) -> tuple[IPNetwork, ...]:
+    """``["10.0.0.0/8", "::1"]`` -> networks, each bad entry reported at its index. Host bits
+    are allowed (``10.1.2.3/8`` is ``10.0.0.0/8``, as a firewall reads it): for a block list the
+    wider reading is the safe one."""
+    if not isinstance(value, list | tuple):
+        raise Invalid(f"expected an array of IP networks, got {describe(value)}")
+    networks: list[IPNetwork] = []
+    problems: list[tuple[str, str]] = []
+    for index, entry in enumerate(value):
+        try:
+            if not isinstance(entry, str):  # ip_network() would take 5 as 0.0.0.5
+                raise ValueError(entry)
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            problems.append(
+                (f"[{index}]", f"expected an IP network like 10.0.0.0/8, got {describe(entry)}")
+            )
+    if problems:
+        raise Problems(problems)
+    return tuple(networks)
+
+
 @attrs.frozen
 class InboundConfig:
     """``[inbound]``: mobile-originated (MO) messages from the SMSCs (``docs/architecture.md``)."""
@@ -831,6 +865,16 @@ class WebhooksConfig:
     #: change of a message's status is notified.
     statuses: tuple[MessageStatus, ...] | None = attrs.field(
         default=None, validator=_optional(non_empty)
+    )
+    #: No webhook is sent to an address in these networks (``docs/webhooks.md``, "Blocked
+    #: networks"): checked on every new connection, so reloadable. ``()``: nothing blocked.
+    blocked_networks: tuple[IPNetwork, ...] = attrs.field(
+        default=DEFAULT_BLOCKED_NETWORKS,
+        validator=attrs.validators.deep_iterable(
+            attrs.validators.instance_of((ipaddress.IPv4Network, ipaddress.IPv6Network)),
+            attrs.validators.instance_of(tuple),
+        ),
+        metadata={STRUCTURE: _ip_networks},
     )
 
     def __attrs_post_init__(self) -> None:

@@ -29,16 +29,30 @@ absolute-form requests and on CONNECT, never through a tunnel. Connections are p
 (origin, proxy): a tunnel can only ever reach its origin, and for plain http httpx did the same
 (a proxy usually pairs a client connection with one upstream one), so the pool's accounting
 and eviction are those of direct connections.
+
+Blocked networks (``blocked``, ``[webhooks] blocked_networks``: no request to cloud metadata
+endpoints, loopback or private services on behalf of whoever chose the URL): a direct
+connection resolves the target's host (a literal IP needs no lookup), drops the addresses in a
+blocked network (an IPv4-mapped IPv6 address counts as its IPv4 address too), and connects to
+the others by address, in the resolver's order, each given :data:`HAPPY_EYEBALLS_DELAY` before
+the next is tried alongside (as ``trio.open_tcp_stream`` does). Connecting by address means
+that a second DNS answer cannot differ from the one checked (no DNS rebinding); TLS still
+checks the certificate against the target's name. Through a proxy the proxy resolves names,
+so only a target whose URL host is an IP address (in any form the resolver reads as one, such
+as ``2852039166``) is checked. The check costs nothing per request: it happens when a
+connection is opened, and a keep-alive connection is reused without it.
 """
 
 from __future__ import annotations
 
 import base64
 import functools
+import ipaddress
 import os
 import socket
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import attrs
@@ -47,7 +61,19 @@ import trio
 
 from .webhook_proxy import Proxies, Proxy, authority, environment_proxies
 
-__all__ = ["KEEPALIVE_EXPIRY", "MAX_DRAIN", "DeliveryFailed", "HttpPool", "Target", "parse_target"]
+__all__ = [
+    "HAPPY_EYEBALLS_DELAY",
+    "KEEPALIVE_EXPIRY",
+    "MAX_DRAIN",
+    "AddressInfo",
+    "DeliveryFailed",
+    "HttpPool",
+    "Resolver",
+    "Target",
+    "is_blocked",
+    "parse_target",
+    "unblocked",
+]
 
 #: The most answer body read to keep a connection; a longer body closes it instead.
 MAX_DRAIN = 65_536
@@ -58,6 +84,9 @@ KEEPALIVE_EXPIRY = 5.0
 RECEIVE_SIZE = 65_536
 #: Distinct target URLs whose parse is remembered.
 TARGET_CACHE = 1024
+#: Seconds a connection attempt to one address has before the next address is tried alongside
+#: it (trio's default, after RFC 6555): an address that swallows packets does not hold us up.
+HAPPY_EYEBALLS_DELAY = 0.25
 
 # Printable ASCII left as is in the request line (WHATWG's percent-encode sets, as httpx): the
 # rest, and every non-ASCII character as UTF-8, is percent-encoded; existing escapes are kept.
@@ -69,6 +98,16 @@ _IO_ERRORS = (OSError, trio.BrokenResourceError, trio.ClosedResourceError, h11.P
 
 #: Where a pooled connection goes: the target's origin, through a proxy or direct (None).
 _Route = tuple[tuple[str, str, int], Proxy | None]
+
+_Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: One answer of ``getaddrinfo``: (family, type, proto, canonname, sockaddr).
+AddressInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]
+#: How the pool resolves a target's name: ``(host, port) -> getaddrinfo answers`` for TCP.
+Resolver = Callable[[str, int], Awaitable[Sequence[AddressInfo]]]
+
+#: Where the blocked networks come from, for error messages.
+_BLOCKED_BY = "[webhooks] blocked_networks"
 
 
 class DeliveryFailed(Exception):
@@ -159,6 +198,7 @@ class _Connection:
         self.exchanges = 0  # complete request/answer exchanges so far
         self.answered = False  # some of the current answer has arrived
         self.idle_since = 0.0  # trio.current_time() when it was last put back in the pool
+        self.checked_against: tuple[_Network, ...] = ()  # the blocked networks when opened
 
     def close(self) -> None:
         """Close at once, without a TLS goodbye: usable when the caller is being cancelled."""
@@ -226,6 +266,9 @@ class HttpPool:
     ``proxies``: forward proxies in the shape of ``urllib.request.getproxies()``
     (``{"http": url, "https": url, "all": url, "no": "host,..."}``, :mod:`smsgw.webhook_proxy`;
     ``{}``: none); None: read from the environment now. :class:`ValueError` if one is unusable.
+    ``blocked``: networks never connected to (module doc; :meth:`set_blocked` replaces them).
+    ``resolve``: how names are resolved (default: ``trio.socket.getaddrinfo``; tests give a
+    fixed answer); literal IP addresses never reach it.
     ``opened``: connections opened so far; :attr:`connections`: open now (idle or in use).
     """
 
@@ -236,6 +279,8 @@ class HttpPool:
         ssl_context: ssl.SSLContext | None = None,
         keepalive_expiry: float = KEEPALIVE_EXPIRY,
         proxies: Mapping[str, str] | None = None,
+        blocked: Sequence[_Network] = (),
+        resolve: Resolver | None = None,
     ) -> None:
         if proxies is None:
             proxies = environment_proxies(os.environ)
@@ -250,11 +295,28 @@ class HttpPool:
         self._ssl_context = ssl_context
         self._idle: dict[_Route, list[_Connection]] = {}
         self._open = 0
+        self._blocked = tuple(blocked)
+        self._resolve = _getaddrinfo if resolve is None else resolve
         self.opened = 0
 
     @property
     def connections(self) -> int:
         return self._open
+
+    @property
+    def blocked(self) -> tuple[_Network, ...]:
+        return self._blocked
+
+    def set_blocked(self, networks: Sequence[_Network]) -> None:
+        """Block ``networks`` instead, from the next connection opened (a reload). If they
+        differ, the idle connections are closed, and those in use are closed when their
+        request ends: every later request goes on a connection checked against them."""
+        networks = tuple(networks)
+        if networks == self._blocked:
+            return
+        self._blocked = networks
+        for connections in self._idle.values():
+            self._close_all(connections)
 
     async def post(self, url: str, headers: Sequence[tuple[bytes, bytes]], body: bytes) -> int:
         """POST ``body`` with ``headers`` (Host and Content-Length are added) to ``url``;
@@ -298,6 +360,8 @@ class HttpPool:
         keep = False
         try:
             status, keep = await connection.post(target, headers, body)
+            # Checked against a list since replaced (set_blocked): not reused.
+            keep = keep and connection.checked_against is self._blocked
             return status
         except _IO_ERRORS as exc:
             if connection.exchanges and not connection.answered:
@@ -336,10 +400,19 @@ class HttpPool:
         self._open -= 1
 
     async def _open_connection(self, target: Target, route: _Route) -> _Connection:
-        proxy = route[1]
+        proxy, blocked = route[1], self._blocked
+        where = authority(target.host, target.port)
         if proxy is None:
-            tcp = await _open_tcp(target.host, target.port, authority(target.host, target.port))
+            addresses = _literal_addresses(target.host, target.port)
+            if not addresses:
+                try:
+                    addresses = await self._resolve(target.host, target.port)
+                except (OSError, UnicodeError) as exc:  # UnicodeError: an empty or long label
+                    raise DeliveryFailed(f"connect to {where} failed: {_os_reason(exc)}") from exc
+            tcp = await _connect_first(unblocked(target.host, addresses, blocked), where)
         else:
+            # The proxy resolves names (its own rules apply); an address we can still check.
+            unblocked(target.host, _literal_addresses(target.host, target.port), blocked)
             tcp = await _open_tcp(proxy.host, proxy.port, f"proxy {proxy.address}")
         ok = False
         try:
@@ -349,6 +422,7 @@ class HttpPool:
                 if proxy is not None:
                     await _open_tunnel(tcp, proxy, target)
                 connection = _Connection(route, await self._tls(tcp, target), tcp.socket)
+            connection.checked_against = blocked
             ok = True
             return connection
         finally:
@@ -370,6 +444,85 @@ class HttpPool:
             where = authority(target.host, target.port)
             raise DeliveryFailed(f"TLS with {where} failed: {_os_reason(cause)}") from exc
         return tls
+
+
+def is_blocked(address: str, blocked: Sequence[_Network]) -> bool:
+    """Whether ``address`` (an IP address as in a sockaddr: IPv6 maybe with a ``%scope``) is in
+    one of the ``blocked`` networks. An IPv4-mapped IPv6 address (``::ffff:169.254.169.254``)
+    reaches its IPv4 address, so it is checked as that too."""
+    ip = ipaddress.ip_address(address.partition("%")[0])
+    candidates: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        candidates.append(ip.ipv4_mapped)
+    return any(candidate in network for candidate in candidates for network in blocked)
+
+
+def unblocked(
+    host: str, addresses: Sequence[AddressInfo], blocked: Sequence[_Network]
+) -> list[AddressInfo]:
+    """``addresses`` (what ``host`` resolved to) less those in ``blocked``, in their order;
+    :class:`DeliveryFailed` if there were some and every one is blocked."""
+    allowed = [a for a in addresses if not is_blocked(a[4][0], blocked)]
+    if addresses and not allowed:
+        shown = ", ".join(dict.fromkeys(str(a[4][0]) for a in addresses))
+        raise DeliveryFailed(f"{host} resolves only to blocked addresses ({shown}; {_BLOCKED_BY})")
+    return allowed
+
+
+def _literal_addresses(host: str, port: int) -> Sequence[AddressInfo]:
+    """``host`` as the resolver reads an IP address (``2852039166`` and ``0xa9.0xfe.0xa9.0xfe``
+    too), without any lookup; ``[]`` for a name."""
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+    except (socket.gaierror, UnicodeError):
+        return []
+
+
+async def _getaddrinfo(host: str, port: int) -> Sequence[AddressInfo]:
+    return await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+async def _connect_first(addresses: Sequence[AddressInfo], name: str) -> trio.SocketStream:
+    """A TCP connection to the first of ``addresses`` that takes one. They are tried in order,
+    each alone for :data:`HAPPY_EYEBALLS_DELAY` or until it fails, then alongside the next;
+    the first to connect wins and the others are cancelled (``trio.open_tcp_stream``'s
+    algorithm, given addresses instead of a name). ``name`` says what it is in the error."""
+    winner: trio.socket.SocketType | None = None
+    errors: list[OSError] = []
+    sockets: list[trio.socket.SocketType] = []
+
+    async def attempt(address: AddressInfo, failed: trio.Event) -> None:
+        nonlocal winner
+        family, kind, proto, _, sockaddr = address
+        try:
+            sock = trio.socket.socket(family, kind, proto)
+            sockets.append(sock)
+            await sock.connect(sockaddr)
+        except OSError as exc:
+            errors.append(exc)
+            failed.set()
+            return
+        if winner is None:  # two may connect in the same instant: the first one wins
+            winner = sock
+        nursery.cancel_scope.cancel()
+
+    ok = False
+    try:
+        async with trio.open_nursery() as nursery:
+            for address in addresses:
+                failed = trio.Event()
+                nursery.start_soon(attempt, address, failed)
+                with trio.move_on_after(HAPPY_EYEBALLS_DELAY):
+                    await failed.wait()
+        if winner is None:
+            reason = _os_reason(errors[0]) if errors else "no address"
+            raise DeliveryFailed(f"connect to {name} failed: {reason}")
+        ok = True
+        return trio.SocketStream(winner)
+    finally:
+        for sock in sockets:
+            if not ok or sock is not winner:  # the winner too if cancelled or failed
+                sock.close()
 
 
 async def _open_tcp(host: str, port: int, name: str) -> trio.SocketStream:

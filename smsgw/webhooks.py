@@ -232,8 +232,9 @@ class WebhookDeliverer:
 
     ``client``: the HTTP client to POST with (its owner closes it), anything with the
     :class:`WebhookClient` methods; None: an :class:`~smsgw.webhook_http.HttpPool` of
-    ``concurrency`` connections is made per :meth:`run` / :meth:`deliver_due`. ``clock``:
-    wall-clock epoch seconds; ``rand``: floats in [0, 1) for the jitter.
+    ``concurrency`` connections, blocking ``blocked_networks``, is made per :meth:`run` /
+    :meth:`deliver_due`. ``clock``: wall-clock epoch seconds; ``rand``: floats in [0, 1) for
+    the jitter.
     """
 
     def __init__(
@@ -253,6 +254,7 @@ class WebhookDeliverer:
         self._clock = clock
         self._rand = rand
         self._wake = trio.Event()
+        self._pools: set[HttpPool] = set()  # made by this deliverer and in use now
         self._in_flight: set[int] = set()
         self._delivered = 0
         self._failed = 0
@@ -263,8 +265,12 @@ class WebhookDeliverer:
 
     def reconfigure(self, config: WebhooksConfig) -> None:
         """Take a reloaded ``[webhooks]``: secrets, timeout and retry schedule apply to the next
-        attempt; ``concurrency`` only when :meth:`run` starts again (its workers are running)."""
+        attempt, ``blocked_networks`` to the next connection opened (its own pools; a
+        ``client`` given is its owner's); ``concurrency`` only when :meth:`run` starts again
+        (its workers are running)."""
         self._config = config
+        for pool in self._pools:
+            pool.set_blocked(config.blocked_networks)
 
     def wake(self) -> None:
         """Look at the outbox now (new notifications were enqueued). Safe from any Trio task."""
@@ -360,10 +366,12 @@ class WebhookDeliverer:
         if self._client is not None:
             yield self._client
             return
-        pool = HttpPool(self._config.concurrency)
+        pool = HttpPool(self._config.concurrency, blocked=self._config.blocked_networks)
+        self._pools.add(pool)
         try:
             yield pool
         finally:
+            self._pools.discard(pool)
             await pool.aclose()
 
     async def _attempt(self, client: WebhookClient, notification: Notification) -> Attempt:

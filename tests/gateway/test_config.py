@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -30,6 +31,7 @@ from smsgw.config import (
     RateUnit,
     ReceiptMode,
     RouteTarget,
+    WebhooksConfig,
     load_config,
     parse_config,
 )
@@ -899,6 +901,49 @@ def test_webhook_statuses() -> None:
     assert problems("[webhooks]\nstatuses = []\n" + provider()) == [
         "webhooks.statuses: must not be empty"
     ]
+
+
+def test_webhook_blocked_networks_default_to_link_local() -> None:
+    """Where cloud metadata services live: blocked unless the file says otherwise."""
+    expected = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+    assert parse(provider()).webhooks.blocked_networks == expected
+    assert WebhooksConfig().blocked_networks == expected
+
+
+def test_webhook_blocked_networks_take_networks_and_bare_addresses() -> None:
+    text = (
+        '[webhooks]\nblocked_networks = ["10.0.0.0/8", "::1", "192.0.2.7", "fc00::/7",'
+        ' "172.16.5.4/12"]\n'
+    )
+    assert parse(text + provider()).webhooks.blocked_networks == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),  # a bare address is that one host
+        ipaddress.ip_network("192.0.2.7/32"),
+        ipaddress.ip_network("fc00::/7"),
+        ipaddress.ip_network("172.16.0.0/12"),  # host bits set: the network, as a firewall
+    )
+    assert parse("[webhooks]\nblocked_networks = []\n" + provider()).webhooks.blocked_networks == ()
+
+
+def test_webhook_blocked_networks_problems_name_each_entry() -> None:
+    text = '[webhooks]\nblocked_networks = ["10.0.0.0/8", "x", 7, "10.0.0.0/33", "::g"]\n'
+    assert problems(text + provider()) == [
+        'webhooks.blocked_networks[1]: expected an IP network like 10.0.0.0/8, got "x"',
+        "webhooks.blocked_networks[2]: expected an IP network like 10.0.0.0/8, got 7",
+        'webhooks.blocked_networks[3]: expected an IP network like 10.0.0.0/8, got "10.0.0.0/33"',
+        'webhooks.blocked_networks[4]: expected an IP network like 10.0.0.0/8, got "::g"',
+    ]
+    assert problems('[webhooks]\nblocked_networks = "10.0.0.0/8"\n' + provider()) == [
+        'webhooks.blocked_networks: expected an array of IP networks, got "10.0.0.0/8"'
+    ]
+    assert problems("[webhooks]\nblocked_networks = [[]]\n" + provider()) == [
+        "webhooks.blocked_networks[0]: expected an IP network like 10.0.0.0/8, got an array"
+    ]
+
+
+def test_webhook_blocked_networks_built_in_code_must_be_networks() -> None:
+    with pytest.raises(TypeError, match="blocked_networks"):
+        WebhooksConfig(blocked_networks=("10.0.0.0/8",))  # type: ignore[arg-type]
 
 
 def test_inbound_reassembly_settings() -> None:

@@ -1,13 +1,23 @@
-"""Fixtures shared by the webhook tests: a TLS certificate for a local https server."""
+"""Fixtures shared by the webhook tests: a TLS certificate, local servers (an h11 one, the same
+with TLS, a hypercorn receiver, a forward proxy), a fake wall clock and a store that uses it."""
 
 from __future__ import annotations
 
 import ssl
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import attrs
 import pytest
+import trio
+
+from smsgw.storage import Store, open_store
+
+from .h11server import Server
+from .proxy import ForwardProxy
+from .receiver import Receiver
+from .support import FakeClock
 
 
 @attrs.frozen
@@ -39,3 +49,42 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     return Certificate(cert, key)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
+    async with open_store(tmp_path / "gw.sqlite3", clock=clock, synchronous="NORMAL") as s:
+        yield s
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery) -> Server:
+    s = Server()
+    await s.start(nursery)
+    return s
+
+
+@pytest.fixture
+async def tls_server(nursery: trio.Nursery, certificate: Certificate) -> Server:
+    s = Server(ssl_context=certificate.server_context())
+    await s.start(nursery)
+    return s
+
+
+@pytest.fixture
+async def receiver(nursery: trio.Nursery) -> Receiver:
+    r = Receiver()
+    await r.start(nursery)
+    return r
+
+
+@pytest.fixture
+async def proxy(nursery: trio.Nursery) -> ForwardProxy:
+    p = ForwardProxy(hosts={"hooks.test": "127.0.0.1"})
+    await p.start(nursery)
+    return p

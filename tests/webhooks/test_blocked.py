@@ -13,7 +13,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from smsgw.config import WebhooksConfig, parse_config
 from smsgw.model import NotificationState
-from smsgw.storage import Store, open_store
+from smsgw.storage import Store
 from smsgw.webhook_http import (
     AddressInfo,
     DeliveryFailed,
@@ -37,7 +37,7 @@ from smsgw.webhooks import WebhookDeliverer
 from .h11server import Answer, Server
 from .proxy import ForwardProxy
 from .receiver import Receiver
-from .test_delivery import START, FakeClock, notifications, settings
+from .support import START, FakeClock, notifications, settings
 
 HEADERS = [(b"Content-Type", b"application/json")]
 LOOPBACK_V4 = (ipaddress.ip_network("127.0.0.0/8"),)
@@ -78,20 +78,6 @@ def blocked_message(host: str, *addresses: str) -> str:
 async def post(pool: HttpPool, url: str) -> int:
     with trio.fail_after(20):
         return await pool.post(url, HEADERS, b"{}")
-
-
-@pytest.fixture
-async def server(nursery: trio.Nursery) -> Server:
-    s = Server()
-    await s.start(nursery)
-    return s
-
-
-@pytest.fixture
-async def proxy(nursery: trio.Nursery) -> ForwardProxy:
-    p = ForwardProxy(hosts={"hooks.test": "127.0.0.1"})
-    await p.start(nursery)
-    return p
 
 
 # --- the pure check ---------------------------------------------------------------------------
@@ -373,24 +359,6 @@ async def test_through_a_proxy_a_name_is_passed_on(server: Server, proxy: Forwar
 
 
 # --- the deliverer ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    async with open_store(tmp_path / "gw.sqlite3", clock=clock, synchronous="NORMAL") as s:
-        yield s
-
-
-@pytest.fixture
-async def receiver(nursery: trio.Nursery) -> Receiver:
-    r = Receiver()
-    await r.start(nursery)
-    return r
 
 
 async def test_a_blocked_target_is_a_failed_attempt_with_the_reason(

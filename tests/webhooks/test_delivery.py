@@ -8,19 +8,15 @@ the tests move, so the order of attempts is exact; the requests themselves run i
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
-import attrs
 import pytest
 import trio
 
-from smsgw.config import WebhooksConfig, WebhookSecret
+from smsgw.config import WebhookSecret
 from smsgw.metrics import Metrics
-from smsgw.model import NewNotification, NotificationKind, NotificationState
+from smsgw.model import NotificationState
 from smsgw.signing import verify
-from smsgw.storage import Store, open_store
+from smsgw.storage import Store
 from smsgw.webhooks import (
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,
@@ -29,65 +25,7 @@ from smsgw.webhooks import (
 )
 
 from .receiver import Receiver
-
-START = 1_700_000_000.0
-SECRET = "global-secret"
-
-
-@attrs.define
-class FakeClock:
-    now: float = START
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[Store]:
-    async with open_store(tmp_path / "gw.sqlite3", clock=clock, synchronous="NORMAL") as s:
-        yield s
-
-
-@pytest.fixture
-async def receiver(nursery: trio.Nursery) -> Receiver:
-    r = Receiver()
-    await r.start(nursery)
-    return r
-
-
-def settings(**changes: Any) -> WebhooksConfig:
-    base = WebhooksConfig(
-        secret=SECRET,
-        timeout=0.5,
-        retry_period=1000.0,
-        backoff_initial=10.0,
-        backoff_multiplier=2.0,
-        backoff_max=100.0,
-        jitter=0.0,
-        concurrency=4,
-        poll_interval=0.05,
-    )
-    return attrs.evolve(base, **changes)
-
-
-def notifications(target: str, n: int) -> list[NewNotification]:
-    return [
-        NewNotification(
-            kind=NotificationKind.STATUS if i % 2 else NotificationKind.INBOUND,
-            target=target,
-            body=json.dumps({"event": "status", "message_id": f"m{i}", "status": "delivered"}),
-            subject=f"m{i}",
-        )
-        for i in range(n)
-    ]
+from .support import SECRET, START, FakeClock, notifications, settings
 
 
 async def states(store: Store) -> dict[NotificationState, int]:

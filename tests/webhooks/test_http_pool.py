@@ -19,13 +19,6 @@ from .h11server import Answer, Server
 HEADERS = [(b"Content-Type", b"application/json")]
 
 
-@pytest.fixture
-async def server(nursery: trio.Nursery) -> Server:
-    s = Server()
-    await s.start(nursery)
-    return s
-
-
 def bodies(n: int) -> list[bytes]:
     return sorted(b'{"n":%d}' % i for i in range(n))
 
@@ -224,13 +217,6 @@ def test_user_and_password_in_the_url_become_basic_auth() -> None:
 
 
 # --- https ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def tls_server(nursery: trio.Nursery, certificate: Certificate) -> Server:
-    s = Server(ssl_context=certificate.server_context())
-    await s.start(nursery)
-    return s
 
 
 async def test_https_with_keep_alive(tls_server: Server, certificate: Certificate) -> None:

@@ -28,32 +28,11 @@ from smsgw.webhooks import WebhookDeliverer
 from .conftest import Certificate
 from .h11server import Server
 from .proxy import ForwardProxy, Seen
-from .test_delivery import FakeClock, notifications, settings
+from .support import FakeClock, notifications, settings
 
 HEADERS = [(b"Content-Type", b"application/json")]
 CREDENTIALS = "us%40er:s3cr%3At"  # us@er / s3cr:t
 BASIC = b"Basic " + base64.b64encode(b"us@er:s3cr:t")
-
-
-@pytest.fixture
-async def server(nursery: trio.Nursery) -> Server:
-    s = Server()
-    await s.start(nursery)
-    return s
-
-
-@pytest.fixture
-async def tls_server(nursery: trio.Nursery, certificate: Certificate) -> Server:
-    s = Server(ssl_context=certificate.server_context())
-    await s.start(nursery)
-    return s
-
-
-@pytest.fixture
-async def proxy(nursery: trio.Nursery) -> ForwardProxy:
-    p = ForwardProxy(hosts={"hooks.test": "127.0.0.1"})
-    await p.start(nursery)
-    return p
 
 
 async def post(pool: HttpPool, url: str, body: bytes = b"{}") -> int:

@@ -58,13 +58,6 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
         yield s
 
 
-@pytest.fixture
-async def server(nursery: trio.Nursery) -> Server:
-    s = Server()
-    await s.start(nursery)
-    return s
-
-
 async def delivered(store: Store) -> int:
     return (await store.notification_counts())[NotificationState.DELIVERED]
 

@@ -233,11 +233,15 @@ async def _counts(gateway: Gateway) -> tuple[int, int, int, int]:
 
 
 async def _drained(gateway: Gateway) -> None:
-    """Until the queue is empty (the earlier phases' messages sent), at most E2E_TIMEOUT."""
+    """Until the earlier phases' messages are sent and receipted (every message of the bench
+    asks for a receipt), at most E2E_TIMEOUT. Their receipts must not be counted as the
+    end-to-end phase's: an empty queue is not enough, the last receipts come after it."""
     with trio.move_on_after(E2E_TIMEOUT):
         while True:
             depth = await gateway.queue_depth()
-            if depth.ready + depth.delayed + depth.leased == 0:
+            stats = gateway.stats()
+            sent = depth.ready + depth.delayed + depth.leased == 0
+            if sent and stats.receipts >= stats.segments_submitted:
                 return
             await trio.sleep(0.1)
 

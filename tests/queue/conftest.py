@@ -27,24 +27,10 @@ from typing import Any
 import attrs
 import pytest
 import trio
+from fakeclock import FakeClock
 
 from smsgw.queue.base import Queue
 from smsgw.queue.sqlite import open_sqlite_queue
-
-START = 1_700_000_000.0  # the fake clock's epoch: a plausible wall-clock time
-
-
-@attrs.define
-class FakeClock:
-    """Wall-clock epoch seconds that move only when told to."""
-
-    now: float = START
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @attrs.frozen

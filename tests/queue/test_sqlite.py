@@ -29,7 +29,7 @@ from smsgw.queue.sqlite import (
 )
 
 if TYPE_CHECKING:
-    from conftest import FakeClock
+    from fakeclock import FakeClock
 
 LONG = 600.0
 

@@ -27,7 +27,7 @@ from smsgw.queue.base import DuplicateId, LeaseLost, NewMessage
 from smsgw.queue.sqlite import SqliteQueue, create_schema
 
 if TYPE_CHECKING:
-    from conftest import FakeClock
+    from fakeclock import FakeClock
 
 LONG = 600.0
 _T = TypeVar("_T")

@@ -11,10 +11,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from fakeclock import FakeClock
 
 from smsgw.storage import Store, open_store
-
-from .helpers import FakeClock
 
 
 @pytest.fixture

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import trio
+from fakeclock import START, FakeClock
 
 from smsgw.model import MessageStatus, NewInbound, NewMessage, StatusEvent
 from smsgw.storage import MessageFilter, Store
-
-from .helpers import START, FakeClock
 
 T = 30
 MAX_PAGES = 30  # every paging loop stops here at the latest

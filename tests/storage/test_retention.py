@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import trio
+from fakeclock import START, FakeClock
 
 from smsgw.model import (
     MessageStatus,
@@ -19,7 +20,7 @@ from smsgw.model import (
 )
 from smsgw.storage import PruneReport, Store
 
-from .helpers import START, FakeClock, read
+from .helpers import read
 
 S = MessageStatus
 T = 30

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from fakeclock import START, FakeClock
 
 from smsgw.model import (
     MessageStatus,
@@ -22,7 +23,7 @@ from smsgw.storage import MessageFilter, SchemaError, open_store, queries
 from smsgw.storage.retention import _STEPS
 from smsgw.storage.schema import MIGRATIONS, SCHEMA_VERSION
 
-from .helpers import START, FakeClock, read
+from .helpers import read
 
 T = 30
 TABLES = {"messages", "parts", "events", "smsc_ids", "inbound", "notifications", "provider_stats"}

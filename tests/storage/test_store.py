@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from fakeclock import START, FakeClock
 
 from smpp_codec.message_id import MessageIdError, MessageIdFormat
 from smsgw.correlation import SmscKey, receipt_key
@@ -35,7 +36,7 @@ from smsgw.storage import (
     UnknownMessage,
 )
 
-from .helpers import START, FakeClock, read
+from .helpers import read
 
 S = MessageStatus
 T = 20  # seconds: the bound on every test

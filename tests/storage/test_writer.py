@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.testing
+from fakeclock import FakeClock
 
 from smsgw.adapters.sqlite import open_sqlite
 from smsgw.model import (
@@ -35,7 +36,7 @@ from smsgw.storage import (
 )
 from smsgw.storage.writer import QUIET_GAP, Writer
 
-from .helpers import FakeClock, read
+from .helpers import read
 
 
 def msg(message_id: str) -> NewMessage:

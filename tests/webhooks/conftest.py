@@ -11,13 +11,13 @@ from pathlib import Path
 import attrs
 import pytest
 import trio
+from fakeclock import FakeClock
 
 from smsgw.storage import Store, open_store
 
 from .h11server import Server
 from .proxy import ForwardProxy
 from .receiver import Receiver
-from .support import FakeClock
 
 
 @attrs.frozen

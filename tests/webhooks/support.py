@@ -1,5 +1,5 @@
-"""Helpers shared by the webhook tests: a wall clock the tests move, deliverer settings with
-short timeouts and no jitter, and outbox rows."""
+"""Helpers shared by the webhook tests: deliverer settings with short timeouts and no jitter,
+and outbox rows (the fake wall clock is tests/fakeclock.py)."""
 
 from __future__ import annotations
 
@@ -11,19 +11,7 @@ import attrs
 from smsgw.config import WebhooksConfig
 from smsgw.model import NewNotification, NotificationKind
 
-START = 1_700_000_000.0
 SECRET = "global-secret"
-
-
-@attrs.define
-class FakeClock:
-    now: float = START
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def settings(**changes: Any) -> WebhooksConfig:

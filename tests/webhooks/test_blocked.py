@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from fakeclock import START, FakeClock
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -37,7 +38,7 @@ from smsgw.webhooks import WebhookDeliverer
 from .h11server import Answer, Server
 from .proxy import ForwardProxy
 from .receiver import Receiver
-from .support import START, FakeClock, notifications, settings
+from .support import notifications, settings
 
 HEADERS = [(b"Content-Type", b"application/json")]
 LOOPBACK_V4 = (ipaddress.ip_network("127.0.0.0/8"),)

@@ -11,6 +11,7 @@ import json
 
 import pytest
 import trio
+from fakeclock import START, FakeClock
 
 from smsgw.config import WebhookSecret
 from smsgw.metrics import Metrics
@@ -25,7 +26,7 @@ from smsgw.webhooks import (
 )
 
 from .receiver import Receiver
-from .support import SECRET, START, FakeClock, notifications, settings
+from .support import SECRET, notifications, settings
 
 
 async def states(store: Store) -> dict[NotificationState, int]:

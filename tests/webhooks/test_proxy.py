@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from fakeclock import FakeClock
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,7 +29,7 @@ from smsgw.webhooks import WebhookDeliverer
 from .conftest import Certificate
 from .h11server import Server
 from .proxy import ForwardProxy, Seen
-from .support import FakeClock, notifications, settings
+from .support import notifications, settings
 
 HEADERS = [(b"Content-Type", b"application/json")]
 CREDENTIALS = "us%40er:s3cr%3At"  # us@er / s3cr:t

@@ -70,8 +70,9 @@ class ForwardProxy:
         self.connections += 1
         conn = h11.Connection(h11.SERVER)
         try:
-            while (received := await _receive_request(conn, client)) is not None:
+            while (received := await _receive_message(conn, client)) is not None:
                 request, body = received
+                assert isinstance(request, h11.Request)
                 authorization = [v for k, v in request.headers.raw_items() if _is_proxy_auth(k)]
                 first = authorization[0] if authorization else None
                 self.seen.append(Seen(number, request.method, request.target, first))
@@ -108,18 +109,11 @@ class ForwardProxy:
                 b"".join(up.send(e) or b"" for e in (outgoing, h11.Data(data=body)))
                 + (up.send(h11.EndOfMessage()) or b"")
             )
-            answer: h11.Response | None = None
-            answer_body = b""
-            while not isinstance(event := up.next_event(), h11.EndOfMessage):
-                if event is h11.NEED_DATA:
-                    up.receive_data(bytes(await upstream.receive_some(65536)))
-                elif isinstance(event, h11.Response):
-                    answer = event
-                elif isinstance(event, h11.Data):
-                    answer_body += event.data
-                elif isinstance(event, h11.ConnectionClosed):
-                    raise trio.BrokenResourceError("upstream closed")
-        assert answer is not None
+            received = await _receive_message(up, upstream)
+        if received is None:
+            raise trio.BrokenResourceError("upstream closed")
+        answer, answer_body = received
+        assert isinstance(answer, h11.Response)
         relayed = h11.Response(status_code=answer.status_code, headers=answer.headers.raw_items())
         await _answer(conn, client, relayed, answer_body)
 
@@ -139,23 +133,24 @@ class ForwardProxy:
                 nursery.start_soon(_pipe, upstream, client, nursery.cancel_scope)
 
 
-async def _receive_request(
+async def _receive_message(
     conn: h11.Connection, stream: trio.SocketStream
-) -> tuple[h11.Request, bytes] | None:
-    """The next request and its body; None when the client has closed the connection."""
-    request: h11.Request | None = None
+) -> tuple[h11.Request | h11.Response, bytes] | None:
+    """The next request (or answer, on a client connection) and its body; None when the other
+    side has closed the connection."""
+    head: h11.Request | h11.Response | None = None
     body = b""
     while not isinstance(event := conn.next_event(), h11.EndOfMessage):
         if event is h11.NEED_DATA:
             conn.receive_data(bytes(await stream.receive_some(65536)))
-        elif isinstance(event, h11.Request):
-            request = event
+        elif isinstance(event, h11.Request | h11.Response):
+            head = event
         elif isinstance(event, h11.Data):
             body += event.data
         elif isinstance(event, h11.ConnectionClosed):
             return None
-    assert request is not None
-    return request, body
+    assert head is not None
+    return head, body
 
 
 async def _answer(

@@ -1,5 +1,6 @@
 """The few ASGI pieces the HTTP API and the metrics listener share: types and the lifespan
-protocol (hypercorn asks every app for it; neither app has start-up or shut-down work)."""
+protocol (ASGI servers such as hypercorn ask every app for it; the gateway's own server,
+:mod:`smsgw.asgi_server`, does not; neither app has start-up or shut-down work)."""
 
 from __future__ import annotations
 

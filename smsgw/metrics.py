@@ -22,8 +22,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMappi
 from typing import Any, Protocol
 
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -38,6 +36,7 @@ from prometheus_client.registry import Collector
 from smpp_codec import CommandStatus
 
 from .asgi import ASGIApp, Receive, Scope, Send, lifespan
+from .asgi_server import serve
 from .model import MessageStatus, NotificationState
 
 __all__ = [
@@ -527,7 +526,7 @@ def metrics_app(
     """An ASGI app answering ``GET``/``HEAD`` ``path`` (None: any path) with the metrics.
 
     Mount it on the API listener, or serve it alone (:func:`serve_metrics`). It runs under
-    Trio (hypercorn's Trio worker).
+    Trio (the gateway's :mod:`smsgw.asgi_server`, or any ASGI server on Trio).
     """
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -577,14 +576,9 @@ async def serve_metrics(
     path: str = "/metrics",
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the metrics on a listener of their own until cancelled (hypercorn, Trio worker).
+    """Serve the metrics on a listener of their own until cancelled (:mod:`smsgw.asgi_server`).
 
     ``task_status.started`` gets the bound addresses (``["http://127.0.0.1:9108"]``), so a
     ``port`` of 0 can be used and discovered.
     """
-    config = Config()
-    config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
-    config.accesslog = None
-    config.graceful_timeout = 1.0
-    app: Any = metrics_app(metrics, path=path)  # hypercorn's types want its own scope TypedDicts
-    await serve(app, config, task_status=task_status)
+    await serve(metrics_app(metrics, path=path), host, port, task_status=task_status)

@@ -159,7 +159,7 @@ class ApiApp:
             await lifespan(receive, send)
             return
         if scope["type"] != "http":
-            return  # websockets: not served (hypercorn closes the connection)
+            return  # nothing else is served (websockets, for one)
         started = trio.current_time()
         method, path = scope["method"], scope["path"]
         extra = self.extra_routes.get(path)

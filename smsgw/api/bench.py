@@ -1,6 +1,7 @@
 """``smsgw bench --api``: the HTTP API under many concurrent clients.
 
-Processes: this one runs the servers (first a bare hypercorn, then the gateway with its API);
+Processes: this one runs the servers (first the bare HTTP servers, then the gateway with its
+API);
 the SMSC simulator (receipts at once) runs in a child process, the webhook receiver of the
 end-to-end phase in another, and the load generator in another (``--drive``,
 :mod:`smsgw.api.bench_client`: pre-built requests over keep-alive connections, cheap enough
@@ -9,8 +10,10 @@ are for that, and say so.
 
 Figures printed (medians of ``--repeats`` runs, with the load average before and after):
 
-- bare hypercorn: a hello-world ASGI app on the same hypercorn Trio worker and settings as the
-  API, answering the same requests: the ceiling of the HTTP stack on this machine;
+- bare server: a hello-world ASGI app on the API's HTTP server (:mod:`smsgw.asgi_server`),
+  answering the same requests: the ceiling of the HTTP stack on this machine;
+- bare hypercorn: the same app on hypercorn's Trio worker (with the settings the API had on it),
+  the peer: the ratio of the two is printed;
 - single-message submissions: accepted requests/s, p50/p99 latency;
 - batch submissions: accepted messages/s, p50/p99 latency per batch;
 - end to end, with webhooks: batches whose every message asks for its status webhooks (a
@@ -41,9 +44,11 @@ from urllib.parse import urlsplit
 
 import attrs
 import trio
-from hypercorn.trio import serve
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
 
 from smsgw.asgi import ASGIApp, Receive, Scope, Send, lifespan
+from smsgw.asgi_server import serve
 from smsgw.bench.gateway import ServerProcess, Setup, SimulatorProcess, config_text
 from smsgw.bench.report import print_table
 from smsgw.config import GatewayConfig, parse_config
@@ -52,7 +57,7 @@ from smsgw.model import NotificationState
 
 from .auth import hash_key
 from .bench_client import build_request, load
-from .server import bound_port, hypercorn_config, serve_api
+from .server import bound_port, serve_api
 
 __all__ = ["main"]
 
@@ -206,11 +211,29 @@ _hello = _answering(
 )
 
 
-async def _bare(config: GatewayConfig, key: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The hello app on hypercorn with the API's settings, driven like the single phase."""
+def _hypercorn_config() -> HypercornConfig:
+    """The settings the API ran with on hypercorn (before smsgw.asgi_server), for the peer."""
+    hc = HypercornConfig()
+    hc.bind = ["127.0.0.1:0"]
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("smsgw.api.bench.hypercorn")
+    hc.keep_alive_timeout = 30
+    hc.read_timeout = 30
+    hc.include_server_header = False
+    hc.h11_max_incomplete_size = 64 * 1024
+    hc.backlog = 1024
+    return hc
+
+
+async def _bare(key: str, args: argparse.Namespace, *, peer: bool) -> dict[str, Any]:
+    """The hello app on the API's server (or with ``peer``, on hypercorn), driven like the
+    single phase."""
     async with trio.open_nursery() as nursery:
         app: Any = _hello  # hypercorn's types want its own scope TypedDicts
-        binds: list[str] = await nursery.start(serve, app, hypercorn_config(config))
+        if peer:
+            binds: list[str] = await nursery.start(hypercorn_serve, app, _hypercorn_config())
+        else:
+            binds = await nursery.start(serve, app, "127.0.0.1", 0)
         url = f"http://127.0.0.1:{bound_port(binds)}/api/v1"
         runs = [
             await _client_process(LoadRun(url, key, "hello", args.requests, 1, args.concurrency))
@@ -347,22 +370,23 @@ async def _api(
 async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     key = secrets.token_urlsafe(24)
     load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="smsgw-api-bench-") as state:
-        bare = await _bare(_config(state, 1, key), key, args)
+    bare = await _bare(key, args, peer=False)
+    peer = await _bare(key, args, peer=True)
     with tempfile.TemporaryDirectory(prefix="smsgw-api-bench-") as state:
         alone = await _api(_config(state, await _closed_port(), key), key, args, end_to_end=False)
     with tempfile.TemporaryDirectory(prefix="smsgw-api-bench-") as state:
         async with SimulatorProcess() as sim_port:
             running = await _api(_config(state, sim_port, key), key, args, end_to_end=True)
     return {
-        "bare_hypercorn": bare,
+        "bare_server": bare,
+        "bare_hypercorn": peer,
         "api_alone": alone,
         **running,
         "load_average": {"before": load_before[:3], "after": os.getloadavg()[:3]},
         "cpus": os.cpu_count(),
         "processes": {
-            "server": "(this process) the bare hypercorn, then each gateway with its API "
-            "(hypercorn, Trio worker)",
+            "server": "(this process) the bare servers, then each gateway with its API "
+            "(smsgw.asgi_server)",
             "simulator": "SMSC simulator, child process (last phase only)",
             "receiver": "webhook receiver (h11, answers 204), child process (end to end only)",
             "client": "load generator (smsgw.api.bench_client), one child process per run",
@@ -386,16 +410,18 @@ def _row(what: str, figures: dict[str, Any], unit: str, target: str = "") -> tup
 
 
 def report(results: dict[str, Any]) -> None:
-    bare, alone, single = results["bare_hypercorn"], results["api_alone"], results["single"]
+    bare, peer = results["bare_server"], results["bare_hypercorn"]
+    alone, single = results["api_alone"], results["single"]
     batch, e2e = results["batch"], results["end_to_end"]
     print_table(
         f"HTTP API, medians of {single['runs']} runs on {results['cpus']} CPUs "
         "(server, client and simulator in separate processes)",
         [
             ("what", "figure", "p50", "p99", "CPU/request: server / client", "target"),
-            _row("bare hypercorn (the ceiling)", bare, "requests"),
-            _row("API alone: single messages", alone["single"], "requests"),
-            _row("API alone: batches", alone["batch"], "messages"),
+            _row("bare server (the ceiling)", bare, "requests"),
+            _row("bare hypercorn (the peer)", peer, "requests"),
+            _row("API alone: single messages", alone["single"], "requests", TARGETS["single"]),
+            _row("API alone: batches", alone["batch"], "messages", TARGETS["batch"]),
             _row("sending: single messages", single, "requests", TARGETS["single"]),
             _row("sending: batches", batch, "messages", TARGETS["batch"]),
             ("end to end: submitted", f"{e2e['submitted_per_second']:,.0f} messages/s",
@@ -414,6 +440,8 @@ def report(results: dict[str, Any]) -> None:
         f"  load average before {before[0]:.2f} {before[1]:.2f} {before[2]:.2f}, "
         f"after {after[0]:.2f} {after[1]:.2f} {after[2]:.2f}"
     )
+    ratio = bare["requests_per_second"] / peer["requests_per_second"]
+    print(f"  the API's server answers {ratio:.1f}x the requests/s of hypercorn (bare, same app)")
     for role, what in results["processes"].items():
         print(f"  {role}: {what}")
     print(
@@ -422,7 +450,7 @@ def report(results: dict[str, Any]) -> None:
     )
     refused = {
         k: v
-        for part in (bare, alone["single"], alone["batch"], single, batch)
+        for part in (bare, peer, alone["single"], alone["batch"], single, batch)
         for k, v in part["statuses"].items()
         if not k.startswith("2")
     }

@@ -21,6 +21,7 @@ def test_api_bench_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     # Every request of every run answered 2xx (statuses are summed over the 2 runs).
+    assert figures["bare_server"]["statuses"] == {"202": 40}
     assert figures["bare_hypercorn"]["statuses"] == {"202": 40}
     for phase in (figures["api_alone"], figures):
         assert phase["single"]["statuses"] == {"202": 40}
@@ -43,7 +44,8 @@ def test_api_bench_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
 
     report(figures)  # the table printed without --json
     out = capsys.readouterr().out
-    for text in ("bare hypercorn", "API alone", ">= 2,000 requests/s", ">= 10,000 messages/s",
+    for text in ("bare server", "bare hypercorn", "x the requests/s of hypercorn",
+                 "API alone", ">= 2,000 requests/s", ">= 10,000 messages/s",
                  ">= 3,000 messages/s", "load average", "client:", "simulator:", "receiver:",
                  "webhooks delivered"):  # fmt: skip
         assert text in out, text

@@ -1,11 +1,12 @@
 """HTTP/1.1 for the API and the metrics listener: a small ASGI server on h11, for Trio.
 
-Why not hypercorn. Hypercorn served the API until its cost was measured: 0.45-0.55 ms of CPU per
+Why not hypercorn. Hypercorn served the API until its cost was measured: 0.40-0.55 ms of CPU per
 request for a hello-world app on this machine (a task per request, an event layer over h11, a
 task group per connection), more than the whole API handler and its durable write together.
-The same app on this server costs 0.09-0.10 ms, and a single-message request to the API 0.42 ms
-in all instead of 0.80-0.90 (``smsgw bench --api`` measures both servers side by side). HTTP
-parsing stays h11's (the webhook client uses it too); what is here is the connection loop.
+The same app on this server costs 0.09-0.18 ms, and a single-message request to the API
+0.42-0.62 ms in all instead of 0.76-0.90 (``smsgw bench --api`` runs both servers side by
+side). HTTP parsing stays h11's (the webhook client uses it too); what is here is the
+connection loop.
 
 What it serves: HTTP/1.1 and 1.0, keep-alive, pipelined requests (answered in order), request
 bodies streamed to the app (``Content-Length`` or chunked, with ``100-continue``), ASGI 3 ``http``

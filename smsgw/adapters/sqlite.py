@@ -313,6 +313,24 @@ async def _asyncio_loop() -> AsyncIterator[trio_asyncio.TrioEventLoop]:
         raise lone from lone.__cause__
 
 
+async def _enable_wal(db: SqliteDatabase, busy_timeout: float) -> str:
+    """``PRAGMA journal_mode=WAL``; the journal mode it leaves. Two processes opening a new
+    file at once: SQLite may answer "database is locked" at once, without waiting for the busy
+    timeout (its busy handler is not called while the journal mode changes), so this retries
+    for up to ``busy_timeout`` seconds."""
+    deadline = trio.current_time() + busy_timeout
+    delay = 0.005
+    while True:
+        try:
+            (mode,) = await db.fetchone("PRAGMA journal_mode=WAL") or ("?",)
+            return str(mode)
+        except DatabaseUnavailable:
+            if trio.current_time() + delay > deadline:
+                raise
+        await trio.sleep(delay)
+        delay = min(2 * delay, 0.1)
+
+
 @asynccontextmanager
 async def open_sqlite(
     path: str | os.PathLike[str],
@@ -349,7 +367,7 @@ async def open_sqlite(
                 raise translate_error(exc) from exc
         db = SqliteDatabase(conn, loop, path_str)
         try:
-            (mode,) = await db.fetchone("PRAGMA journal_mode=WAL") or ("?",)
+            mode = await _enable_wal(db, busy_timeout)
             if mode != "wal" and path_str != ":memory:":
                 raise DatabaseError(f"cannot put {path_str!r} in WAL mode (journal_mode={mode})")
             await db.execute(f"PRAGMA synchronous={synchronous}")

@@ -47,16 +47,16 @@ async def test_schema_is_created_once_and_versioned(db_path: Path, clock: FakeCl
 
 
 async def test_two_processes_opening_a_new_file_at_once(db_path: Path, clock: FakeClock) -> None:
-    async def open_one() -> None:
+    async def open_one(message_id: str) -> None:
         async with open_store(db_path, clock=clock) as store:
             await store.create_messages(
-                [NewMessage(id=f"m{id(store)}", source="a", destination="1")]
+                [NewMessage(id=message_id, source="a", destination="1")]
             )
 
     with trio.fail_after(T):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(open_one)
-            nursery.start_soon(open_one)
+            nursery.start_soon(open_one, "m1")
+            nursery.start_soon(open_one, "m2")
     assert read(db_path, "SELECT count(*) FROM schema_version") == [(SCHEMA_VERSION,)]
     assert read(db_path, "SELECT count(*) FROM messages") == [(2,)]
 

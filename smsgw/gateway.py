@@ -285,6 +285,12 @@ class Gateway:
             services.cancel_scope.cancel()
         log.info("gateway stopped: %s", self.counters.snapshot())
 
+    @property
+    def accepting(self) -> bool:
+        """Whether :meth:`submit` takes messages now: from :meth:`run` being ready until
+        :meth:`drain` is asked for."""
+        return self._accepting
+
     async def drain(self, grace: float) -> None:
         """Stop leasing, let in-flight messages finish within ``grace`` seconds (then cancel
         them: they go back to the queue), unbind every connection, flush the database. Returns

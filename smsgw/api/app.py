@@ -185,9 +185,11 @@ class ApiApp:
         except Exception:
             log.exception("API %s %s failed", method, path)
             response = error_response(500, "internal", "internal error (logged)")
-        if not body_read and method not in ("GET", "HEAD"):
-            # Answered before the whole body arrived (401, 413...): the rest of it would be
-            # read as the next request, so this connection ends with this answer.
+        # Answered before the whole body arrived (401, 413...): the rest of it would be read as
+        # the next request. Or the gateway is draining (SIGTERM): clients and proxies should
+        # open their next connection elsewhere. Either way this connection ends here.
+        unread = not body_read and method not in ("GET", "HEAD")
+        if unread or not self.gateway.accepting:
             response = attrs.evolve(response, headers=(*response.headers, ("connection", "close")))
         await send_response(send, response)
         # The route's template, never the raw path: the label set stays bounded.

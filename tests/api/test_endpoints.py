@@ -253,6 +253,22 @@ async def test_health_and_readiness(api: Api) -> None:
         }
 
 
+async def test_answers_close_their_connection_once_the_gateway_drains(api: Api) -> None:
+    async with api.client(SEND_KEY) as client:
+        before = await client.get("/healthz")
+        assert "close" not in before.headers.get("connection", "")
+        with trio.fail_after(20):
+            await api.gateway.drain(1.0)
+        refused = await client.post(
+            "/messages", json={"to": "+4915112345678", "from": "ACME", "text": "hi"}
+        )
+        assert refused.status_code == 503
+        assert refused.headers["connection"] == "close"
+        after = await client.get("/healthz")
+        assert after.status_code == 200
+        assert after.headers["connection"] == "close"
+
+
 async def test_not_ready_without_a_bound_provider(nursery: trio.Nursery, tmp_path: Path) -> None:
     # Port 1 on loopback: nothing listens, the provider never binds.
     api = await start_api(nursery, gateway_config(tmp_path, [provider("down", 1)]))

@@ -90,7 +90,10 @@ async def serve(
         except OSError:  # reset before it was served: getpeername() fails
             await trio.aclose_forcefully(stream)
             return
-        await connection.serve()
+        try:
+            await connection.serve()
+        except Exception:  # a bug here must not take the listener down
+            log.exception("HTTP connection from %s failed", connection.client)
 
     urls = [_url(listener.socket.getsockname()) for listener in listeners]
     task_status.started(urls)
@@ -144,7 +147,7 @@ class _Connection:
         self._stream = stream
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=settings.max_head)
         sock = stream.socket
-        self._client = tuple(sock.getpeername()[:2])
+        self.client = tuple(sock.getpeername()[:2])
         self._server = tuple(sock.getsockname()[:2])
 
     async def serve(self) -> None:
@@ -301,7 +304,7 @@ class _Exchange:
             "query_string": query,
             "root_path": "",
             "headers": list(self.request.headers),
-            "client": c._client,
+            "client": c.client,
             "server": c._server,
         }
 

@@ -22,6 +22,7 @@ from asgi_client import Connection, Response, chunked, request, start_server
 from hypothesis import given
 from hypothesis import strategies as st
 
+from smsgw import asgi_server
 from smsgw.asgi import ASGIApp, Message, Receive, Scope, Send
 from smsgw.asgi_server import ServerSettings
 
@@ -671,6 +672,33 @@ async def test_client_reset_before_its_first_byte_leaves_the_server_serving(
         conn = await Connection.open(server.port)
         await conn.send(request("GET", "/after"))
         assert (await conn.response()).status == 200
+
+
+async def test_a_bug_serving_one_connection_is_logged_and_the_server_goes_on(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A stand-in for a bug in the server itself (not in the app): the first cycle raises.
+    original = asgi_server._Connection._cycle
+    calls = 0
+
+    async def first_one_fails(self: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a bug in the server")
+        return await original(self)
+
+    monkeypatch.setattr(asgi_server._Connection, "_cycle", first_one_fails)
+    server = await start_server(nursery, echo_app(Recorder()))
+    with caplog.at_level(logging.ERROR, logger="smsgw.http"), trio.fail_after(LIMIT):
+        broken = await Connection.open(server.port)
+        await broken.send(request())
+        await broken.expect_closed()
+        conn = await Connection.open(server.port)
+        await conn.send(request("GET", "/after"))
+        assert (await conn.response()).status == 200
+    logged = [r for r in caplog.records if r.name == "smsgw.http" and r.exc_info]
+    assert [str(r.exc_info[1]) for r in logged] == ["a bug in the server"]  # type: ignore[index]
 
 
 async def test_client_closing_while_idle_is_quietly_dropped(nursery: trio.Nursery) -> None:

@@ -32,6 +32,11 @@ LIMIT = 10.0
 VIRTUAL_LIMIT = 3600.0
 
 
+def logged_errors(caplog: pytest.LogCaptureFixture) -> list[BaseException | None]:
+    """The exceptions the server logged (logger ``smsgw.http``), in order."""
+    return [r.exc_info[1] for r in caplog.records if r.name == "smsgw.http" and r.exc_info]
+
+
 # -- apps ------------------------------------------------------------------------------------
 
 
@@ -453,8 +458,7 @@ async def test_app_raising_before_start_gives_500_and_close(
         await conn.expect_closed()
     assert resp.status == 500
     assert resp.header(b"connection") == b"close"
-    logged = [r for r in caplog.records if r.name == "smsgw.http" and r.exc_info]
-    assert len(logged) == 1 and isinstance(logged[0].exc_info[1], AppFailure)  # type: ignore[index]
+    assert [type(e) for e in logged_errors(caplog)] == [AppFailure]
 
 
 async def test_app_raising_after_start_truncates_and_closes(
@@ -473,8 +477,7 @@ async def test_app_raising_after_start_truncates_and_closes(
     head, _, body = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ")
     assert body == b"7\r\npartial\r\n"  # no terminating zero chunk: the client sees it is cut
-    logged = [r for r in caplog.records if r.name == "smsgw.http" and r.exc_info]
-    assert len(logged) == 1 and isinstance(logged[0].exc_info[1], AppFailure)  # type: ignore[index]
+    assert [type(e) for e in logged_errors(caplog)] == [AppFailure]
 
 
 async def test_app_returning_without_answer_gives_500(
@@ -697,8 +700,7 @@ async def test_a_bug_serving_one_connection_is_logged_and_the_server_goes_on(
         conn = await Connection.open(server.port)
         await conn.send(request("GET", "/after"))
         assert (await conn.response()).status == 200
-    logged = [r for r in caplog.records if r.name == "smsgw.http" and r.exc_info]
-    assert [str(r.exc_info[1]) for r in logged] == ["a bug in the server"]  # type: ignore[index]
+    assert [str(e) for e in logged_errors(caplog)] == ["a bug in the server"]
 
 
 async def test_client_closing_while_idle_is_quietly_dropped(nursery: trio.Nursery) -> None:

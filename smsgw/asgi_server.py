@@ -299,7 +299,7 @@ class _Exchange:
             "http_version": self.request.http_version.decode("ascii"),
             "method": self.method,
             "scheme": "http",
-            "path": unquote(raw_path.decode("latin-1")),
+            "path": self.path,
             "raw_path": raw_path,
             "query_string": query,
             "root_path": "",

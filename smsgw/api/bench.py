@@ -1,8 +1,7 @@
 """``smsgw bench --api``: the HTTP API under many concurrent clients.
 
 Processes: this one runs the servers (first the bare HTTP servers, then the gateway with its
-API);
-the SMSC simulator (receipts at once) runs in a child process, the webhook receiver of the
+API); the SMSC simulator (receipts at once) runs in a child process, the webhook receiver of the
 end-to-end phase in another, and the load generator in another (``--drive``,
 :mod:`smsgw.api.bench_client`: pre-built requests over keep-alive connections, cheap enough
 that it does not measure itself). On a small machine all of them share the cores: the figures
@@ -48,7 +47,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from smsgw.asgi import ASGIApp, Receive, Scope, Send, lifespan
-from smsgw.asgi_server import serve
+from smsgw.asgi_server import ServerSettings, serve
 from smsgw.bench.gateway import ServerProcess, Setup, SimulatorProcess, config_text
 from smsgw.bench.report import print_table
 from smsgw.config import GatewayConfig, parse_config
@@ -212,16 +211,17 @@ _hello = _answering(
 
 
 def _hypercorn_config() -> HypercornConfig:
-    """The settings the API ran with on hypercorn (before smsgw.asgi_server), for the peer."""
+    """Hypercorn with the limits of the API's own server (as the API ran on it), for the peer."""
+    limits = ServerSettings()
     hc = HypercornConfig()
     hc.bind = ["127.0.0.1:0"]
     hc.accesslog = None
     hc.errorlog = logging.getLogger("smsgw.api.bench.hypercorn")
-    hc.keep_alive_timeout = 30
-    hc.read_timeout = 30
+    hc.keep_alive_timeout = limits.timeout
+    hc.read_timeout = round(limits.timeout)  # hypercorn takes whole seconds here
     hc.include_server_header = False
-    hc.h11_max_incomplete_size = 64 * 1024
-    hc.backlog = 1024
+    hc.h11_max_incomplete_size = limits.max_head
+    hc.backlog = limits.backlog
     return hc
 
 

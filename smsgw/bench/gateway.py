@@ -16,7 +16,12 @@ from :data:`SUBMITTERS` concurrent clients) while the gateway sends them, and re
 - CPU seconds per 1,000 messages (``resource.getrusage``: this process, all threads, i.e. the
   gateway and its SQLite worker threads; not the simulator), and of that the Trio thread's own
   share (``time.thread_time``; the rest is the SQLite worker threads), and the peak RSS of this
-  process.
+  process;
+- the cores the gateway process kept busy (its CPU seconds per second of the run): Python runs
+  one thread at a time, so a figure near 1 on a machine with more cores says the process, not
+  the machine, is the limit;
+- the simulator's CPU seconds per 1,000 messages (its child process, from ``/proc``; not shown
+  with ``--smsc``), the other part of the machine's budget.
 
 A second run sends to a simulator that allows ``--tps`` submissions per second and throttles 1%
 of them at random (``ESME_RTHROTTLED``), with the provider configured at that rate: the figure
@@ -33,6 +38,7 @@ import argparse
 import cProfile
 import io
 import math
+import os
 import pstats
 import resource
 import statistics
@@ -47,7 +53,7 @@ from typing import TYPE_CHECKING, TextIO
 import attrs
 import trio
 
-from .raw import _loadavg, _read_port
+from .raw import _loadavg, _process_cpu, _read_port
 from .report import print_table
 
 if TYPE_CHECKING:
@@ -129,6 +135,10 @@ class RunResult:
     cpu_per_1000: float
     #: Of ``cpu_per_1000``, the Trio thread's (the rest: the SQLite worker threads).
     trio_cpu_per_1000: float
+    #: CPU seconds of this process per second of the run: the cores it kept busy.
+    cores: float
+    #: The SMSC's CPU seconds per 1,000 messages, when it is a child process (NaN otherwise).
+    peer_cpu_per_1000: float
     failed: int
     #: The run hit its time limit before every message was receipted (figures are partial).
     timed_out: bool
@@ -227,9 +237,11 @@ async def one_run(
     receipts: bool = True,
     pace: float | None = None,
     progress: bool = True,
+    peer: int | None = None,
 ) -> RunResult:
     """Start a gateway on a fresh state directory and push ``count`` messages through it: as
-    fast as :data:`SUBMITTERS` clients can, or one by one at ``pace`` messages per second."""
+    fast as :data:`SUBMITTERS` clients can, or one by one at ``pace`` messages per second.
+    ``peer``: the process id of the SMSC, when it runs on this machine (its CPU is measured)."""
     import trio_asyncio
 
     from smsgw.config import parse_config
@@ -249,6 +261,7 @@ async def one_run(
             start = trio.current_time()
             cpu_start = _cpu_seconds()
             trio_cpu_start = time.thread_time()
+            peer_cpu_start = _process_cpu(peer) if peer is not None else None
             left = count
             batch = 1 if pace is not None else SUBMIT_BATCH
 
@@ -286,6 +299,12 @@ async def one_run(
             elapsed = trio.current_time() - start
             cpu = _cpu_seconds() - cpu_start
             trio_cpu = time.thread_time() - trio_cpu_start
+            peer_cpu_end = _process_cpu(peer) if peer is not None else None
+            peer_cpu = (
+                peer_cpu_end - peer_cpu_start
+                if peer_cpu_start is not None and peer_cpu_end is not None
+                else math.nan
+            )
             if bar is not None:
                 bar.done()
             submitted, receipted, failed = _counts(gateway.stats())
@@ -313,6 +332,8 @@ async def one_run(
         p99=_percentile(latencies, 0.99),
         cpu_per_1000=cpu / max(1, submitted) * 1000,
         trio_cpu_per_1000=trio_cpu / max(1, submitted) * 1000,
+        cores=cpu / elapsed if elapsed > 0 else math.nan,
+        peer_cpu_per_1000=peer_cpu / max(1, submitted) * 1000,
         failed=failed,
         timed_out=timed_out,
     )
@@ -348,6 +369,11 @@ class ServerProcess:
         )
         assert self.proc.stdout is not None
         return await _read_port(self.proc.stdout)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "not started"
+        return self.proc.pid
 
     async def __aexit__(self, *exc: object) -> None:
         proc = self.proc
@@ -390,11 +416,17 @@ def _ms(seconds: float) -> str:
     return "?" if math.isnan(seconds) else f"{seconds * 1000:,.1f} ms"
 
 
-async def _main_runs(args: argparse.Namespace, setup: Setup) -> list[RunResult]:
+async def _main_runs(args: argparse.Namespace, setup: Setup, peer: int | None) -> list[RunResult]:
     results = []
     for n in range(args.runs):
         results.append(
-            await one_run(setup, count=args.count, time_limit=args.time_limit, label=f"run {n + 1}")
+            await one_run(
+                setup,
+                count=args.count,
+                time_limit=args.time_limit,
+                label=f"run {n + 1}",
+                peer=peer,
+            )
         )
     return results
 
@@ -453,9 +485,9 @@ async def _bench(args: argparse.Namespace) -> BenchResults:
     )
     profile = None
 
-    async def on(setup: Setup) -> tuple[list[RunResult], RunResult]:
+    async def on(setup: Setup, peer: int | None) -> tuple[list[RunResult], RunResult]:
         nonlocal profile
-        main = await _main_runs(args, setup)
+        main = await _main_runs(args, setup, peer)
         light = await one_run(
             setup,
             count=int(args.light_rate * args.light_seconds),
@@ -470,12 +502,13 @@ async def _bench(args: argparse.Namespace) -> BenchResults:
     if args.smsc is not None:
         host, _, port = args.smsc.rpartition(":")
         setup = Setup(host, int(port), args.system_id, args.password, **base)
-        main, light = await on(setup)
+        main, light = await on(setup, None)
         where = f"the SMSC at {args.smsc}"
     else:
-        async with SimulatorProcess() as port:
+        simulator = SimulatorProcess()
+        async with simulator as port:
             setup = Setup("127.0.0.1", port, **base)
-            main, light = await on(setup)
+            main, light = await on(setup, simulator.pid)
         where = "the simulator in a child process"
     throttled = [] if args.no_throttled else await _throttled_runs(args, setup)
     return BenchResults(main, light, throttled, where, profile)
@@ -534,7 +567,23 @@ def report(args: argparse.Namespace, results: BenchResults) -> None:
             " ".join(f"{r.trio_cpu_per_1000:.3f}" for r in main),
             "",
         ),
+        (
+            f"cores busy in the gateway process (of {os.cpu_count() or '?'})",
+            f"{_median(main, lambda r: r.cores):.2f}",
+            " ".join(f"{r.cores:.2f}" for r in main),
+            "",
+        ),
     ]
+    peer = _median(main, lambda r: r.peer_cpu_per_1000)
+    if not math.isnan(peer):
+        rows.append(
+            (
+                "simulator CPU seconds per 1,000 messages",
+                f"{peer:.3f}",
+                " ".join(f"{r.peer_cpu_per_1000:.3f}" for r in main),
+                "",
+            )
+        )
     if throttled:
         share = _median(throttled, lambda r: r.sustained_rate) / args.tps
         rows.append(

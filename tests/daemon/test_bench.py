@@ -12,12 +12,20 @@ pytestmark = pytest.mark.slow
 
 
 async def test_one_small_run_accounts_for_every_message() -> None:
-    async with SimulatorProcess() as port:
+    simulator = SimulatorProcess()
+    async with simulator as port:
         result = await one_run(
-            Setup("127.0.0.1", port), count=300, time_limit=60, label="test", progress=False
+            Setup("127.0.0.1", port),
+            count=300,
+            time_limit=60,
+            label="test",
+            progress=False,
+            peer=simulator.pid,
         )
     assert not result.timed_out
     assert result.count == 300 and result.failed == 0
     assert result.accepted_rate > 0 and result.submitted_rate > 0 and result.receipted_rate > 0
     assert 0 <= result.p50 <= result.p99 and not math.isnan(result.p99)
     assert result.cpu_per_1000 > 0
+    # The simulator answered 300 submits and sent 300 receipts: it spent CPU doing it.
+    assert result.peer_cpu_per_1000 > 0 and result.cores > 0

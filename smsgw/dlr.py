@@ -21,6 +21,14 @@ of a provider:
    receipt lives in memory only: a crash loses it (answering it only when matched would hold
    the SMSC's window for up to the park time).
 
+Several instances on one Redis queue (:mod:`smsgw.receipt_relay`): a receipt whose part is
+found neither in memory nor in the database is *relayed* instead of parked: published to the
+relay, then answered (answered with a temporary error if Redis cannot take it). Every instance
+reads the relay (:meth:`DlrHandler.run_relay`) and handles each relayed receipt like one of its
+own, except that nobody answers it: recorded where its mapping is (and deleted from the relay),
+parked elsewhere. A relayed receipt still unmatched when the park time ends is counted as an
+orphan by the instance that published it only, and only if no instance matched it meanwhile.
+
 Receipts come in batches (:meth:`DlrHandler.handle_many`, the receipts the dispatcher found
 waiting together): their status events are one store call, and a receipt naming a message that
 is gone (pruned) makes the others be recorded one by one, so it costs only itself.
@@ -39,6 +47,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -61,8 +70,12 @@ from smsgw.model import (
     StatusEvent,
     status_for_message_state,
 )
+from smsgw.queue.base import QueueError
 from smsgw.smpp.inbound import Inbound
 from smsgw.storage import Store, StoreError, UnknownMessage
+
+if TYPE_CHECKING:
+    from smsgw.receipt_relay import ReceiptRelay, RelayedReceipt
 
 __all__ = ["DlrHandler", "Notifier"]
 
@@ -155,16 +168,21 @@ class Notifier:
 
 @attrs.frozen
 class _Parked:
-    """What a parked receipt needs to be applied later."""
+    """What a parked receipt needs to be applied later. ``relayed``: its entry in the relay when
+    it came from there; ``mine``: this instance published it."""
 
     provider: str
     receipt: DeliveryReceipt
+    relayed: str | None = None
+    mine: bool = False
 
 
 class DlrHandler:
     """See the module docstring. ``providers`` looks a provider's settings up by name (None
     once it is removed); ``count_receipt`` adds to the provider's statistics; ``webhooks_due``
-    is called after a status write that made webhook notifications (wakes the deliverer)."""
+    is called after a status write that made webhook notifications (wakes the deliverer).
+    ``relay``: the receipt relay of the instances sharing a Redis queue (None: this instance
+    is alone, unmatched receipts are parked and counted here)."""
 
     def __init__(
         self,
@@ -176,8 +194,13 @@ class DlrHandler:
         count_receipt: Callable[[str], None] = lambda _provider: None,
         metrics: Metrics | None = None,
         webhooks_due: Callable[[], None] = lambda: None,
+        relay: ReceiptRelay | None = None,
     ) -> None:
         self._metrics = metrics if metrics is not None else Metrics(process=False)
+        self._relay = relay
+        #: Entries this instance relayed whose parked copy here expired unmatched: orphans
+        #: unless another instance matched them (checked by :meth:`run_expiry`).
+        self._relay_orphans: list[tuple[str, Orphan[_Parked]]] = []
         self._webhooks_due = webhooks_due
         #: Trio time each recently mapped part was accepted (bounded: :data:`SUBMIT_TIMES`).
         self._submitted: OrderedDict[PartRef, float] = OrderedDict()
@@ -242,13 +265,22 @@ class DlrHandler:
             if unknown:
                 # Not among the recent mappings: the database has the older ones.
                 parts = await self._store.find_parts([key for _, _, key in unknown])
+                relay: list[tuple[Inbound, _Parked]] = []
                 for inbound, parked, key in unknown:
-                    part = parts.get(key) or self._park(key, parked)
+                    part = parts.get(key)
+                    if part is None and self._relay is not None:
+                        # Announced meanwhile? Else another instance may have sent it.
+                        part = self.correlator(parked.provider).lookup(key, trio.current_time())
+                        if part is None:
+                            relay.append((inbound, parked))
+                            continue
+                    part = part or self._park(key, parked)
                     if part is None:
                         answered.append(inbound)  # parked: answered now (module docstring)
                     else:
                         found.append((inbound, parked, part))
                 unknown = []
+                answered.extend(await self._publish(relay))
             await self._apply_many([(parked, part) for _, parked, part in found])
         except StoreError as exc:
             not_recorded = [i for i, _, _ in found] + [i for i, _, _ in unknown]
@@ -265,10 +297,98 @@ class DlrHandler:
         for inbound, _parked, _part in found:
             await inbound.reply(0)
 
+    async def _publish(self, receipts: list[tuple[Inbound, _Parked]]) -> list[Inbound]:
+        """Relay receipts no part was found for; those to answer ESME_ROK (the others are
+        answered with a temporary error here: the relay could not take them)."""
+        if not receipts:
+            return []
+        assert self._relay is not None
+        try:
+            await self._relay.publish([(p.provider, i.pdu) for i, p in receipts])
+        except QueueError as exc:
+            log.warning(
+                "%d receipt(s) not relayed, the SMSC will send them again: %s", len(receipts), exc
+            )
+            for inbound, _parked in receipts:
+                await inbound.reply(RETRY_LATER)
+            return []
+        self._counters.receipts_relayed += len(receipts)
+        for _inbound, parked in receipts:
+            self._metrics.receipt_relayed(parked.provider, "published")
+        return [inbound for inbound, _parked in receipts]
+
+    async def handle_relayed(self, entries: Sequence[RelayedReceipt]) -> None:
+        """Receipts read from the relay (published by any instance, this one included): each
+        is recorded if its part is known here, and then deleted from the relay; else parked.
+        Nothing is answered (the publisher did that). Raises the store's or the relay's error:
+        the caller reads the same entries again later."""
+        assert self._relay is not None
+        now = trio.current_time()
+        found: list[tuple[_Parked, PartRef]] = []
+        unknown: list[tuple[_Parked, SmscKey]] = []
+        for entry in entries:
+            try:
+                receipt = receipt_from_pdu(entry.pdu)
+                if receipt is None:
+                    raise ReceiptError("not a receipt")
+                key = receipt_key(
+                    entry.provider, receipt.message_id, self._id_format(entry.provider)
+                )
+            except (ReceiptError, MessageIdError):
+                continue  # read by its publisher before it was relayed: cannot happen
+            mine = entry.origin == self._relay.instance
+            parked = _Parked(entry.provider, receipt, relayed=entry.entry, mine=mine)
+            part = self.correlator(entry.provider).lookup(key, now)
+            if part is None:
+                unknown.append((parked, key))
+            else:
+                found.append((parked, part))
+        if unknown:
+            parts = await self._store.find_parts([key for _, key in unknown])
+            for parked, key in unknown:
+                part = parts.get(key) or self._park(key, parked)
+                if part is not None:
+                    found.append((parked, part))
+        await self._apply_many(found)
+        await self._relay_matched([parked for parked, _part in found])
+
+    async def _relay_matched(self, receipts: Sequence[_Parked]) -> None:
+        """Relayed receipts were recorded here: take them out of the relay (best effort: left
+        there, they only make their publisher count an orphan too many)."""
+        relayed = [p for p in receipts if p.relayed is not None]
+        if not relayed or self._relay is None:
+            return
+        self._counters.receipts_relay_matched += len(relayed)
+        for parked in relayed:
+            self._metrics.receipt_relayed(parked.provider, "matched")
+        try:
+            await self._relay.matched(p.relayed for p in relayed if p.relayed is not None)
+        except QueueError as exc:
+            log.warning(
+                "could not delete %d matched receipt(s) from the relay: %s", len(relayed), exc
+            )
+
+    async def run_relay(self, *, block: float = 1.0) -> None:
+        """Forever: read the relay and handle what comes (a supervised task; only with a
+        relay). An error leaves the cursor where it was, and the same entries are read again
+        a second later."""
+        assert self._relay is not None
+        while True:
+            try:
+                entries = await self._relay.read(block=block)
+                if entries:
+                    await self.handle_relayed(entries)
+                await self._relay.advance()
+            except (QueueError, StoreError) as exc:
+                log.warning("receipt relay: %s; reading again in 1s", exc)
+                await trio.sleep(1.0)
+
     def _park(self, key: SmscKey, parked: _Parked) -> PartRef | None:
         """Park a receipt that overtook its submit_sm_resp (module docstring). Returns its part
-        instead if the mapping was announced meanwhile (it is then recorded with the others)."""
-        self._counters.receipts_parked += 1
+        instead if the mapping was announced meanwhile (it is then recorded with the others).
+        A relayed receipt is parked without being counted (it is counted where it came in)."""
+        if parked.relayed is None:
+            self._counters.receipts_parked += 1
         result = self.correlator(parked.provider).park(key, parked, trio.current_time())
         if result.match is not None:
             return result.match.part
@@ -304,8 +424,11 @@ class DlrHandler:
             try:
                 await self._apply(match)
             except StoreError as exc:
-                # Answered when parked: this receipt is lost; the message stays "submitted".
+                # Answered when parked: this receipt is lost; the message stays "submitted"
+                # (a relayed one stays in the relay: its publisher will count it an orphan).
                 log.warning("parked receipt for %s not recorded: %s", match.part.message_id, exc)
+                continue
+            await self._relay_matched([match.receipt])
 
     async def _apply(self, match: Match[_Parked]) -> None:
         await self._apply_many([(match.receipt, match.part)])
@@ -381,6 +504,17 @@ class DlrHandler:
     # -- orphans ---------------------------------------------------------------------------
 
     def _orphan(self, orphan: Orphan[_Parked]) -> None:
+        relayed = orphan.receipt.relayed
+        if relayed is not None:
+            # Another instance's receipt is none of our business; one we relayed is an orphan
+            # only if nobody matched it (asked of the relay by run_expiry).
+            if orphan.receipt.mine:
+                self._relay_orphans.append((relayed, orphan))
+                self._wake.set()
+            return
+        self._count_orphan(orphan)
+
+    def _count_orphan(self, orphan: Orphan[_Parked]) -> None:
         self._counters.orphaned_receipts += 1
         self._metrics.receipt_orphaned(orphan.key.provider)
         log.info(
@@ -404,3 +538,20 @@ class DlrHandler:
             for correlator in list(self._correlators.values()):
                 for orphan in correlator.expire(now):
                     self._orphan(orphan)
+            if self._relay_orphans:
+                await self._settle_relay_orphans()
+
+    async def _settle_relay_orphans(self) -> None:
+        """Count the receipts this instance relayed that no instance matched."""
+        assert self._relay is not None
+        waiting, self._relay_orphans = self._relay_orphans, []
+        try:
+            left = await self._relay.unmatched(entry for entry, _orphan in waiting)
+        except QueueError as exc:
+            log.warning(
+                "could not ask the relay about %d unmatched receipt(s): %s", len(waiting), exc
+            )
+            left = {entry for entry, _orphan in waiting}  # counted: better than forgotten
+        for entry, orphan in waiting:
+            if entry in left:
+                self._count_orphan(orphan)

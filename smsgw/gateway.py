@@ -41,6 +41,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -73,6 +74,9 @@ from smsgw.storage import DuplicateId, Store, StoreError, UnknownMessage, open_s
 from smsgw.supervise import Supervisor
 from smsgw.webhooks import WebhookDeliverer
 
+if TYPE_CHECKING:
+    from smsgw.receipt_relay import ReceiptRelay
+
 __all__ = [
     "Gateway",
     "GatewayBusy",
@@ -92,6 +96,8 @@ DEPTH_CACHE = 1.0
 INBOUND_CONCURRENCY = 128
 #: Receipts handled (and recorded) together at most.
 RECEIPT_BATCH = 256
+#: Seconds the receipt relay's reader waits for an entry before asking again.
+RELAY_BLOCK = 1.0
 
 
 class GatewayError(Exception):
@@ -170,6 +176,7 @@ class Gateway:
                 path.parent.mkdir(parents=True, exist_ok=True)
             async with (
                 self._open_queue(config) as queue,
+                self._open_relay(config) as relay,
                 open_store(
                     config.database_path,
                     commit_interval=config.database.commit_interval,
@@ -177,7 +184,7 @@ class Gateway:
                     clock=self._clock,
                 ) as store,
             ):
-                await self._serve(config, queue, store, task_status)
+                await self._serve(config, queue, store, relay, task_status)
         finally:
             self._accepting = False
             self._queue = self._store = self._manager = self._processor = None
@@ -197,11 +204,30 @@ class Gateway:
             async with open_sqlite_queue(config.queue_path, clock=self._clock) as sqlite_queue:
                 yield sqlite_queue
 
+    @asynccontextmanager
+    async def _open_relay(self, config: GatewayConfig) -> AsyncIterator[ReceiptRelay | None]:
+        """The receipt relay of the instances sharing a Redis queue (its own connections: its
+        reader waits on one); None with the embedded queue."""
+        redis_config = config.queue.redis
+        if config.queue.backend is not QueueBackend.REDIS or redis_config is None:
+            yield None
+            return
+        from smsgw.adapters.redis import open_redis
+        from smsgw.receipt_relay import ReceiptRelay
+
+        # A little longer than the reader's wait, and at most 2 connections: the reader's and
+        # one for publishing and deleting.
+        async with open_redis(
+            redis_config.url, timeout=RELAY_BLOCK + 5.0, max_connections=2
+        ) as client:
+            yield ReceiptRelay(client, redis_config.prefix, config.gateway.resolved_instance_id())
+
     async def _serve(
         self,
         config: GatewayConfig,
         queue: Queue,
         store: Store,
+        relay: ReceiptRelay | None,
         task_status: trio.TaskStatus[Gateway],
     ) -> None:
         manager = ProviderManager(config.providers, rand=self._rng.random, metrics=self.metrics)
@@ -213,6 +239,7 @@ class Gateway:
             count_receipt=lambda provider: self._stats_buffer.add(provider, receipts=1),
             metrics=self.metrics,
             webhooks_due=self._webhooks_due,
+            relay=relay,
         )
         mo = MoHandler(
             store=store,
@@ -249,6 +276,10 @@ class Gateway:
             await services.start(manager.run)
             services.start_soon(run, "inbound", functools.partial(self._dispatch_inbound, manager))
             services.start_soon(run, "receipt-expiry", dlr.run_expiry)
+            if relay is not None:
+                services.start_soon(
+                    run, "receipt-relay", functools.partial(dlr.run_relay, block=RELAY_BLOCK)
+                )
             services.start_soon(run, "mo-expiry", mo.run_expiry)
             services.start_soon(run, "provider-stats", self._flush_stats_forever)
             services.start_soon(run, "retention", self._prune_forever)

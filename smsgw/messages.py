@@ -389,6 +389,8 @@ class GatewayStats:
     receipts_invalid: int  #: receipts that could not be read (answered, not applied)
     receipts_parked: int  #: receipts that came before their part's SMSC id was known
     orphaned_receipts: int  #: receipts no part was found for within the park time
+    receipts_relayed: int  #: receipts published to the relay (another instance's, maybe)
+    receipts_relay_matched: int  #: relayed receipts recorded here
     mo_received: int  #: inbound messages stored (a multipart MO counts once)
     mo_incomplete: int  #: multipart MOs stored with parts missing (reassembly timed out)
     mo_store_failures: int  #: MOs answered with a temporary error because storing failed
@@ -420,6 +422,8 @@ class Counters:
     receipts_invalid: int = 0
     receipts_parked: int = 0
     orphaned_receipts: int = 0
+    receipts_relayed: int = 0
+    receipts_relay_matched: int = 0
     mo_received: int = 0
     mo_incomplete: int = 0
     mo_store_failures: int = 0

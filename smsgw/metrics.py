@@ -108,6 +108,8 @@ HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTI
 
 #: The label for a message that never reached a provider (failed before routing).
 NO_PROVIDER = "none"
+#: The ``event`` label of ``smsgw_receipts_relayed_total``.
+RELAY_EVENTS = ("published", "matched")
 
 
 def command_status_label(command_status: int) -> str:
@@ -356,6 +358,13 @@ class Metrics:
             ["provider"],
             registry=r,
         )
+        self._relayed = Counter(
+            "smsgw_receipts_relayed",
+            "Receipts shared with the other instances of a Redis queue (published here) and"
+            " relayed receipts recorded here (matched)",
+            ["provider", "event"],
+            registry=r,
+        )
         self._webhook_delivered = Counter(
             "smsgw_webhook_deliveries", "Webhook requests answered with a 2xx", registry=r
         )
@@ -403,6 +412,8 @@ class Metrics:
         """Start a provider's counters at 0 (also after a reload added it)."""
         self._reconnects.labels(provider)
         self._orphaned.labels(provider)
+        for event in RELAY_EVENTS:
+            self._relayed.labels(provider, event)
         for status in FINAL_STATUSES:
             self._messages.labels(provider, status.value)
         self._submits.labels(provider, CommandStatus.ESME_ROK.name)
@@ -431,6 +442,13 @@ class Metrics:
 
     def receipt_orphaned(self, provider: str) -> None:
         self._orphaned.labels(provider).inc()
+
+    def receipt_relayed(self, provider: str, event: str) -> None:
+        """A receipt was published to the relay, or a relayed one was matched here
+        (``event``: one of :data:`RELAY_EVENTS`)."""
+        if event not in RELAY_EVENTS:
+            raise ValueError(f"relay event must be one of {RELAY_EVENTS}, got {event!r}")
+        self._relayed.labels(provider, event).inc()
 
     def webhook_result(self, ok: bool) -> None:
         """One webhook attempt: delivered (2xx) or failed."""

@@ -1,0 +1,136 @@
+"""Several gateway instances on one Redis queue, binding with the same SMSC account: the SMSC
+sends each receipt on whichever session of the account it likes, so receipts reach instances
+that did not send their message. The receipt relay (smsgw/receipt_relay.py) brings each to the
+instance that can record it. A real Redis, a real simulator, real gateways."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+
+from smsgw.config import GatewayConfig, GatewaySection, QueueConfig
+from smsgw.gateway import Gateway
+from smsgw.messages import Accepted, SubmitRequest
+from smsgw.model import MessageStatus
+from smsgw.simulator import IdFormat, ReceiptConfig, ReceiptIdForm, SimulatorConfig
+
+from .harness import Backend, Harness, provider, wait_until
+
+S = MessageStatus
+
+
+@pytest.fixture
+def redis_harness(nursery: trio.Nursery, tmp_path: Path, redis_server: Any) -> Harness:
+    return Harness(nursery, tmp_path, Backend("redis", redis_server.url))
+
+
+def instance(
+    harness: Harness, name: str, queue: QueueConfig, port: int, **kw: Any
+) -> GatewayConfig:
+    """Instance ``name`` of a deployment: its own state directory, the shared queue, and the
+    provider on the simulator at ``port`` (every instance binds with the same account)."""
+    config = harness.config([provider("smsc", port, **kw)])
+    section = GatewaySection(state_dir=harness.tmp_path / name, drain_grace=2.0, instance_id=name)
+    return attrs.evolve(config, gateway=section, queue=queue)
+
+
+async def submit(gateway: Gateway, count: int) -> list[str]:
+    results = await gateway.submit(
+        [SubmitRequest(to=f"4915112{n:04d}", source="ACME", text=f"n{n}") for n in range(count)]
+    )
+    return [r.id for r in results if isinstance(r, Accepted)]
+
+
+async def statuses(gateways: list[Gateway], ids: list[str]) -> dict[str, set[S]]:
+    """Each message's status in every instance that has its row."""
+    out: dict[str, set[S]] = {}
+    for message_id in ids:
+        for gateway in gateways:
+            view = await gateway.message(message_id)
+            if view is not None:
+                out.setdefault(message_id, set()).add(view.status)
+    return out
+
+
+def total(gateways: list[Gateway], field: str) -> int:
+    return sum(getattr(g.stats(), field) for g in gateways)
+
+
+async def test_every_receipt_is_recorded_whichever_instance_it_reaches(
+    redis_harness: Harness,
+) -> None:
+    sim = await redis_harness.simulator()
+    queue = redis_harness.backend.queue()
+    a = await redis_harness.gateway(instance(redis_harness, "a", queue, sim.port))
+    b = await redis_harness.gateway(instance(redis_harness, "b", queue, sim.port))
+    gateways = [a, b]
+    with trio.fail_after(30):
+        ids = await submit(a, 100)
+        await wait_until(lambda: total(gateways, "receipts") == 100, what="100 receipts")
+        # The instance that sent a message records its receipt: "delivered" in some instance.
+        while True:
+            seen = await statuses(gateways, ids)
+            if all(S.DELIVERED in seen.get(i, set()) for i in ids):
+                break
+            await trio.sleep(0.05)
+    assert total(gateways, "orphaned_receipts") == 0
+    # Every relayed receipt was matched by exactly one instance.
+    assert total(gateways, "receipts_relayed") == total(gateways, "receipts_relay_matched")
+
+
+async def test_receipts_relayed_while_the_sender_was_down_are_recorded_when_it_is_back(
+    redis_harness: Harness,
+) -> None:
+    # Receipts come 1.5s after submission: by then "a" has stopped, so every one of them goes
+    # to "b", the only session bound; "b" cannot match them and relays them.
+    sim = await redis_harness.simulator(SimulatorConfig(seed=2, receipts=ReceiptConfig(delay=1.5)))
+    queue = redis_harness.backend.queue()
+    config_a = instance(redis_harness, "a", queue, sim.port, early_receipt_park=20.0)
+    config_b = instance(redis_harness, "b", queue, sim.port, early_receipt_park=20.0)
+    a = await redis_harness.gateway(config_a)
+    with trio.fail_after(30):
+        ids = await submit(a, 20)
+        await wait_until(lambda: a.stats().submitted == 20, what="20 submitted by a")
+        await a.drain(1.0)
+        b = await redis_harness.gateway(config_b)
+        await wait_until(lambda: b.stats().receipts_relayed == 20, what="20 relayed by b")
+        assert b.stats().receipts_relay_matched == 0
+        # "a" again (same instance_id, same state directory): it reads on from its cursor.
+        again = await redis_harness.gateway(config_a)
+        await wait_until(
+            lambda: again.stats().receipts_relay_matched == 20, what="20 matched by a again"
+        )
+        seen = await statuses([again], ids)
+    assert all(seen[i] == {S.DELIVERED} for i in ids)
+    assert again.stats().receipts == 0  # none came from the SMSC to this run of "a"
+    assert total([a, b, again], "orphaned_receipts") == 0
+
+
+async def test_a_receipt_no_instance_can_match_is_one_orphan(redis_harness: Harness) -> None:
+    # Hex ids in responses, decimal ids in receipts, and the provider is not told: no instance
+    # can match any receipt.
+    sim = await redis_harness.simulator(
+        SimulatorConfig(
+            seed=1, id_format=IdFormat.HEX, receipts=ReceiptConfig(id_form=ReceiptIdForm.DECIMAL)
+        )
+    )
+    queue = redis_harness.backend.queue()
+    gateways = [
+        await redis_harness.gateway(
+            instance(redis_harness, name, queue, sim.port, early_receipt_park=0.3)
+        )
+        for name in ("a", "b")
+    ]
+    with trio.fail_after(30):
+        await submit(gateways[0], 12)
+        await wait_until(lambda: total(gateways, "receipts") == 12, what="12 receipts")
+        # Counted once each, by the instance the SMSC sent it to, after its park time.
+        await wait_until(lambda: total(gateways, "orphaned_receipts") == 12, what="12 orphans")
+        await trio.sleep(0.5)  # and not once more by the other instance
+    assert total(gateways, "orphaned_receipts") == 12
+    assert total(gateways, "receipts_relayed") == 12
+    assert total(gateways, "receipts_relay_matched") == 0

@@ -85,9 +85,9 @@ async def test_every_receipt_is_recorded_whichever_instance_it_reaches(
 async def test_receipts_relayed_while_the_sender_was_down_are_recorded_when_it_is_back(
     redis_harness: Harness,
 ) -> None:
-    # Receipts come 1.5s after submission: by then "a" has stopped, so every one of them goes
+    # Receipts come 3s after submission: by then "a" has stopped, so every one of them goes
     # to "b", the only session bound; "b" cannot match them and relays them.
-    sim = await redis_harness.simulator(SimulatorConfig(seed=2, receipts=ReceiptConfig(delay=1.5)))
+    sim = await redis_harness.simulator(SimulatorConfig(seed=2, receipts=ReceiptConfig(delay=3.0)))
     queue = redis_harness.backend.queue()
     config_a = instance(redis_harness, "a", queue, sim.port, early_receipt_park=20.0)
     config_b = instance(redis_harness, "b", queue, sim.port, early_receipt_park=20.0)

@@ -323,7 +323,6 @@ class DlrHandler:
         Nothing is answered (the publisher did that). Raises the store's or the relay's error:
         the caller reads the same entries again later."""
         assert self._relay is not None
-        now = trio.current_time()
         found: list[tuple[_Parked, PartRef]] = []
         unknown: list[tuple[_Parked, SmscKey]] = []
         for entry in entries:
@@ -338,11 +337,17 @@ class DlrHandler:
                 continue  # read by its publisher before it was relayed: cannot happen
             mine = entry.origin == self._relay.instance
             parked = _Parked(entry.provider, receipt, relayed=entry.entry, mine=mine)
-            part = self.correlator(entry.provider).lookup(key, now)
-            if part is None:
-                unknown.append((parked, key))
-            else:
+            part = self.correlator(entry.provider).lookup(key, trio.current_time())
+            if part is not None:
                 found.append((parked, part))
+            elif mine:
+                # Looked for in the database just before it was published: only a mapping
+                # announced since then could match it now, or later.
+                part = self._park(key, parked)
+                if part is not None:
+                    found.append((parked, part))
+            else:
+                unknown.append((parked, key))
         if unknown:
             parts = await self._store.find_parts([key for _, key in unknown])
             for parked, key in unknown:

@@ -158,6 +158,8 @@ class Gateway:
         self._drain_grace = config.gateway.drain_grace
         self._stopped = trio.Event()
         self._depth: tuple[float, int] | None = None
+        #: Ids of the messages queued by submit() whose rows it is writing now.
+        self._storing: set[str] = set()
 
     # -- running ---------------------------------------------------------------------------
 
@@ -264,6 +266,7 @@ class Gateway:
             instance=config.gateway.resolved_instance_id(),
             metrics=self.metrics,
             webhooks_due=self._webhooks_due,
+            storing=self._storing,
         )
         self.metrics.watch(providers=manager, rates=self, queue=queue, outbox=store)
         self.webhooks = WebhookDeliverer(
@@ -478,6 +481,16 @@ class Gateway:
         self, queue: Queue, store: Store, messages: Sequence[Prepared]
     ) -> None:
         payloads = [_payload(m) for m in messages]
+        ids = [p.id for p in payloads]
+        self._storing.update(ids)
+        try:
+            await self._enqueue_and_write(queue, store, payloads)
+        finally:
+            self._storing.difference_update(ids)
+
+    async def _enqueue_and_write(
+        self, queue: Queue, store: Store, payloads: Sequence[MessagePayload]
+    ) -> None:
         try:
             await queue.enqueue(
                 [

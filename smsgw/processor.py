@@ -40,7 +40,7 @@ import logging
 import math
 import random
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -51,7 +51,7 @@ from smpp_codec.errors import MessageIdError, TextError
 from smpp_codec.pdu import SubmitSm
 from smpp_codec.segment import Segment, SplitMode, split
 from smpp_codec.smpptime import format_relative
-from smsgw.config import GatewayConfig, ProviderConfig, RateUnit, ReceiptMode
+from smsgw.config import GatewayConfig, ProviderConfig, QueueBackend, RateUnit, ReceiptMode
 from smsgw.correlation import Match
 from smsgw.dlr import DlrHandler, Notifier
 from smsgw.messages import Counters
@@ -100,6 +100,9 @@ log = logging.getLogger("smsgw.processor")
 MAX_INLINE_THROTTLES = 3
 #: How long a provider's health answer is reused for routing (seconds).
 HEALTH_TTL = 0.1
+#: The first event of a row written from the queue for a message leased from a shared queue
+#: (another instance accepted it, or this one crashed before writing its row).
+SHARED_ROW = "accepted (row written here from the shared queue)"
 #: Longest time spent acking and giving back a batch's messages (shielded from cancellation).
 _SETTLE_TIMEOUT = 5.0
 
@@ -227,7 +230,8 @@ class Processor:
 
     ``settings`` is read at every step, so :meth:`update` (a reload) takes effect for the next
     message or part. ``rng`` draws the retry jitter; ``clock`` is wall-clock epoch seconds (for
-    validity and the database), Trio's clock drives every wait.
+    validity and the database), Trio's clock drives every wait. ``storing``: the ids of the
+    messages this process has queued and is writing the rows of now (the gateway's submit).
     """
 
     def __init__(
@@ -246,8 +250,10 @@ class Processor:
         instance: str = "smsgw",
         metrics: Metrics | None = None,
         webhooks_due: Callable[[], None] = lambda: None,
+        storing: Collection[str] = frozenset(),
     ) -> None:
         self.settings = settings
+        self._storing = storing
         self._metrics = metrics if metrics is not None else Metrics(process=False)
         #: Called after a status write that made webhook notifications (wakes the deliverer).
         self._webhooks_due = webhooks_due
@@ -313,6 +319,7 @@ class Processor:
         self._counters.in_flight += len(leases)
         batcher = StatusBatcher(self._store)
         try:
+            await self._create_missing_rows(leases)
             async with trio.open_nursery() as batch:
                 batch.start_soon(self._keep_alive, leases, finished)
                 batch.start_soon(batcher.run)
@@ -327,6 +334,33 @@ class Processor:
                 await self._settle(
                     done, [lease for lease in leases if lease.message.id not in finished]
                 )
+
+    async def _create_missing_rows(self, leases: Sequence[Lease]) -> None:
+        """With a shared (Redis) queue: write, in one call, the database rows of the leased
+        messages that have none here (those another instance accepted). Without this, each such
+        message's first status write would fail and be made again alone after its row, and its
+        whole batch with it. Messages this process is queueing right now are left out (their
+        rows are on their way). Any trouble is left to the per-message path (:meth:`_record`).
+        With the embedded queue a row is missing only after a crash: that path rebuilds it."""
+        if self.settings.config.queue.backend is not QueueBackend.REDIS:
+            return
+        ids = [lease.message.id for lease in leases if lease.message.id not in self._storing]
+        try:
+            present = await self._store.existing(ids)
+        except StoreError:
+            return
+        rows = []
+        for lease in leases:
+            if lease.message.id in present or lease.message.id in self._storing:
+                continue
+            try:
+                payload = decode_payload(lease.message.payload)
+            except PayloadError:
+                continue  # dead-lettered by process()
+            rows.append(new_message(payload, payload.parts, reason=SHARED_ROW))
+        if rows:
+            with contextlib.suppress(StoreError):  # e.g. its own instance wrote one meanwhile
+                await self._store.create_messages(rows)
 
     async def _settle(self, done: Sequence[Lease], unfinished: Sequence[Lease]) -> None:
         """Ack the finished messages in one call; give the unfinished ones (cut off by a drain
@@ -823,8 +857,13 @@ class Processor:
         job.row_known = True
 
 
-def new_message(payload: MessagePayload, parts: int, *, rebuilt: bool = False) -> NewMessage:
-    """The database row of a queued message."""
+def new_message(
+    payload: MessagePayload, parts: int, *, rebuilt: bool = False, reason: str | None = None
+) -> NewMessage:
+    """The database row of a queued message (``reason``: its first event's, if not the
+    usual)."""
+    if reason is None:
+        reason = "accepted (row rebuilt from the queue)" if rebuilt else "accepted"
     return NewMessage(
         id=payload.id,
         source=payload.source,
@@ -836,6 +875,6 @@ def new_message(payload: MessagePayload, parts: int, *, rebuilt: bool = False) -
         schedule_at=payload.not_before,
         expires_at=payload.expires_at,
         created_at=payload.created_at,
-        reason="accepted (row rebuilt from the queue)" if rebuilt else "accepted",
+        reason=reason,
         callback_url=payload.callback_url,
     )

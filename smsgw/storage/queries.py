@@ -129,6 +129,11 @@ def inbound_page(cursor: str | None, limit: int) -> Query:
     return sql + " ORDER BY received_at DESC, seq DESC LIMIT ?", [*params, limit]
 
 
+def message_ids(ids: Sequence[str]) -> Query:
+    marks = ", ".join("?" * len(ids))
+    return f"SELECT id FROM messages WHERE id IN ({marks})", list(ids)
+
+
 def find_parts(provider: str, smsc_ids: Sequence[str]) -> Query:
     marks = ", ".join("?" * len(smsc_ids))
     return (

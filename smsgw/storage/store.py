@@ -497,6 +497,13 @@ class Store:
         found = await self.find_parts([key])
         return found.get(key)
 
+    async def existing(self, message_ids: Sequence[str]) -> set[str]:
+        """Which of ``message_ids`` have a row (one read per 500 ids)."""
+        found: set[str] = set()
+        for chunk in writes.chunks(list(dict.fromkeys(message_ids))):
+            found.update(row[0] for row in await self._fetch(*queries.message_ids(chunk)))
+        return found
+
     async def find_parts(self, keys: Sequence[SmscKey]) -> dict[SmscKey, PartRef]:
         """The parts mapped to any of ``keys`` (one read per 500 keys of a provider)."""
         by_provider: dict[str, list[str]] = {}

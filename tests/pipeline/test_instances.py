@@ -16,6 +16,7 @@ from smsgw.config import GatewayConfig, GatewaySection, QueueConfig
 from smsgw.gateway import Gateway
 from smsgw.messages import Accepted, SubmitRequest
 from smsgw.model import MessageStatus
+from smsgw.processor import SHARED_ROW
 from smsgw.simulator import IdFormat, ReceiptConfig, ReceiptIdForm, SimulatorConfig
 
 from .harness import Backend, Harness, provider, wait_until
@@ -80,6 +81,13 @@ async def test_every_receipt_is_recorded_whichever_instance_it_reaches(
     assert total(gateways, "orphaned_receipts") == 0
     # Every relayed receipt was matched by exactly one instance.
     assert total(gateways, "receipts_relayed") == total(gateways, "receipts_relay_matched")
+    # "b" wrote rows for the messages "a" accepted and it sent, a batch at a time: not taken
+    # for rows lost in a crash.
+    assert total(gateways, "rows_rebuilt") == 0
+    sent_by_b = [v for v in [await b.message(i) for i in ids] if v is not None]
+    assert sent_by_b, "b sent none of the messages"
+    for view in sent_by_b:
+        assert view.events[0].reason == SHARED_ROW
 
 
 async def test_receipts_relayed_while_the_sender_was_down_are_recorded_when_it_is_back(

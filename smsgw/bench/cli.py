@@ -12,6 +12,10 @@ import importlib
 
 BENCHES = {
     "gateway": ("smsgw.bench.gateway", "the whole gateway end to end against the simulator"),
+    "instances": (
+        "smsgw.bench.instances",
+        "several gateway processes on one Redis queue, end to end",
+    ),
     "codec": ("smsgw.bench.codec", "smpp_codec encode+decode vs python-smpplib"),
     "queue": ("smsgw.bench.queue", "queue backends: enqueue, lease+ack, latency"),
     "raw": ("smsgw.bench.raw", "one SMPP client session blasting the simulator"),

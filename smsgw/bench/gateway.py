@@ -90,22 +90,34 @@ class Setup:
     lease_batch: int = 64
     #: The provider's rate (its contracted TPS); the unthrottled run sets a very high one.
     rate: float = 1_000_000.0
+    #: A Redis queue (``smsgw bench --instances``) instead of the embedded one: its URL, the
+    #: key prefix the instances share, and this instance's name.
+    redis_url: str | None = None
+    redis_prefix: str = "smsgw-bench"
+    instance_id: str | None = None
 
 
 def config_text(setup: Setup, state_dir: Path) -> str:
+    instance = "" if setup.instance_id is None else f'instance_id = "{setup.instance_id}"\n'
+    redis = (
+        ""
+        if setup.redis_url is None
+        else f'backend = "redis"\n\n[queue.redis]\nurl = "{setup.redis_url}"\n'
+        f'prefix = "{setup.redis_prefix}"\n'
+    )
     return f"""\
 [gateway]
 state_dir = "{state_dir.as_posix()}"
 drain_grace = "5s"
 log_level = "warning"
-
+{instance}
 [api]
 port = 0
 
 [queue]
 consumers = {setup.consumers}
 lease_batch = {setup.lease_batch}
-
+{redis}
 [[providers]]
 name = "smsc"
 host = "{setup.host}"

@@ -29,3 +29,17 @@ async def test_one_small_run_accounts_for_every_message() -> None:
     assert result.cpu_per_1000 > 0
     # The simulator answered 300 submits and sent 300 receipts: it spent CPU doing it.
     assert result.peer_cpu_per_1000 > 0 and result.cores > 0
+
+
+async def test_two_instances_on_one_redis_account_for_every_message() -> None:
+    from smsgw.bench.instances import one_run as instances_run
+    from smsgw.testing.redis import RedisServer
+
+    with RedisServer.start(appendonly=False) as redis:
+        async with SimulatorProcess() as port:
+            result, recorded = await instances_run(
+                instances=2, count=300, time_limit=60, redis_url=redis.url, smsc_port=port
+            )
+    assert not result.timed_out
+    assert (result.count, recorded, result.failed, result.orphaned) == (300, 300, 0, 0)
+    assert result.receipted_rate > 0 and result.instance_cpu_per_1000 > 0

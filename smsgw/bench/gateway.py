@@ -48,7 +48,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Protocol, TextIO, TypeVar
 
 import attrs
 import trio
@@ -415,9 +415,34 @@ class SimulatorProcess(ServerProcess):
 # --- the benchmark --------------------------------------------------------------------------
 
 
-def _median(results: Sequence[RunResult], key: Callable[[RunResult], float]) -> float:
+_R = TypeVar("_R")
+
+
+def median_of(results: Sequence[_R], key: Callable[[_R], float]) -> float:
+    """The median of ``key`` over the runs that have a figure for it (NaN: none has)."""
     values = [key(r) for r in results if not math.isnan(key(r))]
     return statistics.median(values) if values else math.nan
+
+
+class _Run(Protocol):
+    """What :func:`print_incomplete` reads of a run's result."""
+
+    @property
+    def timed_out(self) -> bool: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+
+
+def print_incomplete(runs: Sequence[_Run]) -> None:
+    """A note under the table for each run that hit its time limit or failed messages."""
+    for r in runs:
+        if r.timed_out or r.failed:
+            print(
+                f"  note: a run {'hit its time limit' if r.timed_out else 'completed'} with "
+                f"{r.failed} failed messages of {r.count:,}: its figures count what was done"
+            )
 
 
 def _verdict(ok: bool) -> str:
@@ -529,17 +554,17 @@ async def _bench(args: argparse.Namespace) -> BenchResults:
 def report(args: argparse.Namespace, results: BenchResults) -> None:
     main, light, throttled = results.main, results.light, results.throttled
     rows: list[tuple[str, ...]] = [("figure", "median", "runs", "target")]
-    e2e = _median(main, lambda r: r.receipted_rate)
+    e2e = median_of(main, lambda r: r.receipted_rate)
     rows += [
         (
             "accepted/s",
-            f"{_median(main, lambda r: r.accepted_rate):,.0f}",
+            f"{median_of(main, lambda r: r.accepted_rate):,.0f}",
             " ".join(f"{r.accepted_rate:,.0f}" for r in main),
             "",
         ),
         (
             "submitted/s",
-            f"{_median(main, lambda r: r.submitted_rate):,.0f}",
+            f"{median_of(main, lambda r: r.submitted_rate):,.0f}",
             " ".join(f"{r.submitted_rate:,.0f}" for r in main),
             "",
         ),
@@ -551,13 +576,13 @@ def report(args: argparse.Namespace, results: BenchResults) -> None:
         ),
         (
             "latency accepted -> submit_sm_resp p50, full load",
-            _ms(_median(main, lambda r: r.p50)),
+            _ms(median_of(main, lambda r: r.p50)),
             " ".join(_ms(r.p50) for r in main),
             "",
         ),
         (
             "latency accepted -> submit_sm_resp p99, full load",
-            _ms(_median(main, lambda r: r.p99)),
+            _ms(median_of(main, lambda r: r.p99)),
             " ".join(_ms(r.p99) for r in main),
             "",
         ),
@@ -569,24 +594,24 @@ def report(args: argparse.Namespace, results: BenchResults) -> None:
         ),
         (
             "CPU seconds per 1,000 messages",
-            f"{_median(main, lambda r: r.cpu_per_1000):.3f}",
+            f"{median_of(main, lambda r: r.cpu_per_1000):.3f}",
             " ".join(f"{r.cpu_per_1000:.3f}" for r in main),
             "",
         ),
         (
             "  of which the Trio thread",
-            f"{_median(main, lambda r: r.trio_cpu_per_1000):.3f}",
+            f"{median_of(main, lambda r: r.trio_cpu_per_1000):.3f}",
             " ".join(f"{r.trio_cpu_per_1000:.3f}" for r in main),
             "",
         ),
         (
             f"cores busy in the gateway process (of {os.cpu_count() or '?'})",
-            f"{_median(main, lambda r: r.cores):.2f}",
+            f"{median_of(main, lambda r: r.cores):.2f}",
             " ".join(f"{r.cores:.2f}" for r in main),
             "",
         ),
     ]
-    peer = _median(main, lambda r: r.peer_cpu_per_1000)
+    peer = median_of(main, lambda r: r.peer_cpu_per_1000)
     if not math.isnan(peer):
         rows.append(
             (
@@ -597,7 +622,7 @@ def report(args: argparse.Namespace, results: BenchResults) -> None:
             )
         )
     if throttled:
-        share = _median(throttled, lambda r: r.sustained_rate) / args.tps
+        share = median_of(throttled, lambda r: r.sustained_rate) / args.tps
         rows.append(
             (
                 f"sustained, 1% throttled, {args.tps:,.0f}/s allowed",
@@ -617,12 +642,7 @@ def report(args: argparse.Namespace, results: BenchResults) -> None:
         "  Full load: every message is accepted at once, so its latency includes the wait in\n"
         "  the queue; the light-load figure is the pipeline's own latency."
     )
-    problems = [r for r in [*main, light, *throttled] if r.timed_out or r.failed]
-    for r in problems:
-        print(
-            f"  note: a run {'hit its time limit' if r.timed_out else 'completed'} with "
-            f"{r.failed} failed messages of {r.count:,}: its figures count what was done"
-        )
+    print_incomplete([*main, light, *throttled])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,6 @@ import json
 import math
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,16 @@ from typing import Any
 import attrs
 import trio
 
-from .gateway import SUBMIT_BATCH, SUBMITTERS, TARGET_RATE, TEXT, Setup, SimulatorProcess
+from .gateway import (
+    SUBMIT_BATCH,
+    SUBMITTERS,
+    TARGET_RATE,
+    TEXT,
+    Setup,
+    SimulatorProcess,
+    median_of,
+    print_incomplete,
+)
 from .gateway import config_text as gateway_config_text
 from .raw import _loadavg, _process_cpu
 from .report import print_table
@@ -303,23 +311,18 @@ async def _bench(args: argparse.Namespace) -> list[RunResult]:
     return results
 
 
-def _median(results: Sequence[RunResult], key: Callable[[RunResult], float]) -> float:
-    values = [key(r) for r in results if not math.isnan(key(r))]
-    return statistics.median(values) if values else math.nan
-
-
 def report(args: argparse.Namespace, results: Sequence[RunResult]) -> None:
     def row(
         what: str, key: Callable[[RunResult], float], form: str, target: str = ""
     ) -> tuple[str, ...]:
         return (
             what,
-            form.format(_median(results, key)),
+            form.format(median_of(results, key)),
             " ".join(form.format(key(r)) for r in results),
             target,
         )
 
-    e2e = _median(results, lambda r: r.receipted_rate)
+    e2e = median_of(results, lambda r: r.receipted_rate)
     cores = f"cores busy in the instances (of {os.cpu_count() or '?'})"
     rows: list[tuple[str, ...]] = [
         ("figure", "median", "runs", "target (embedded backend)"),
@@ -343,12 +346,7 @@ def report(args: argparse.Namespace, results: Sequence[RunResult]) -> None:
         f"(load average before: {args.load})",
         rows,
     )
-    for r in results:
-        if r.timed_out or r.failed:
-            print(
-                f"  note: a run {'hit its time limit' if r.timed_out else 'completed'} with "
-                f"{r.failed} failed messages of {r.count:,}: its figures count what was done"
-            )
+    print_incomplete(results)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -387,10 +387,13 @@ class GatewayStats:
     replayed: int  #: dead letters put back in the queue
     receipts: int  #: delivery receipts received (readable ones)
     receipts_invalid: int  #: receipts that could not be read (answered, not applied)
-    receipts_parked: int  #: receipts that came before their part's SMSC id was known
+    #: receipts that came before their part's SMSC id was known (with a Redis queue such a
+    #: receipt is relayed instead: ``receipts_relayed``)
+    receipts_parked: int
     orphaned_receipts: int  #: receipts no part was found for within the park time
-    receipts_relayed: int  #: receipts published to the relay (another instance's, maybe)
-    receipts_relay_matched: int  #: relayed receipts recorded here
+    #: receipts no part was found for here, published to the relay (Redis queue only)
+    receipts_relayed: int
+    receipts_relay_matched: int  #: relayed receipts (from any instance) recorded here
     mo_received: int  #: inbound messages stored (a multipart MO counts once)
     mo_incomplete: int  #: multipart MOs stored with parts missing (reassembly timed out)
     mo_store_failures: int  #: MOs answered with a temporary error because storing failed

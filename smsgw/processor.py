@@ -103,6 +103,8 @@ HEALTH_TTL = 0.1
 #: The first event of a row written from the queue for a message leased from a shared queue
 #: (another instance accepted it, or this one crashed before writing its row).
 SHARED_ROW = "accepted (row written here from the shared queue)"
+#: Why a failed part of a replayed message goes back to "queued" when it is leased.
+_REOPENED = "replayed from the dead-letter queue (on another instance)"
 #: Longest time spent acking and giving back a batch's messages (shielded from cancellation).
 _SETTLE_TIMEOUT = 5.0
 
@@ -496,20 +498,36 @@ class Processor:
             return None
         job.row_known = True
         job.parts = len(detail.parts)
+        state, leases = job.state, job.lease.message.attempts
+        # Replayed from the dead-letter queue: its accepted parts are expected too.
+        replayed = (job.lease.message.last_error or "").startswith(REPLAYED)
+        # Its failed parts are to be sent again. The replay set them back to "queued" in the
+        # database of the instance it was asked of; with a shared queue that may be another
+        # instance's, so a failed part of a replayed message is reopened here. (After a crash
+        # between a replayed message's failure and its dead-lettering, that costs one more
+        # attempt.)
+        reopen = []
         for part in detail.parts:
             if part.smsc_id is not None:
                 # Only a submit_sm_resp gives a part its SMSC id (whether or not its
                 # "submitted" event was written too).
                 job.accepted[part.part_number] = part.provider or ""
+            elif part.status is MessageStatus.FAILED and replayed:
+                reopen.append(part.part_number)
             elif part.status in FINAL_STATUSES:
                 job.closed.add(part.part_number)
+        if reopen:
+            await self._record(
+                job,
+                [
+                    StatusEvent(job.id, MessageStatus.QUEUED, _REOPENED, part_number=n)
+                    for n in reopen
+                ],
+            )
         # Back from our own nack (a retry after some parts went through): expected. Back any
         # other way (a crash, a lost ack, an expired lease): those parts would have been sent
         # twice.
-        state, leases = job.state, job.lease.message.attempts
         resumed = state.lease > 0 and state.lease == leases - 1
-        # Replayed from the dead-letter queue: its accepted parts are expected too.
-        replayed = (job.lease.message.last_error or "").startswith(REPLAYED)
         if job.accepted and not (resumed or replayed):
             self._counters.duplicates_detected += len(job.accepted)
             log.info(

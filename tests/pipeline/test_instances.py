@@ -17,9 +17,18 @@ from smsgw.gateway import Gateway
 from smsgw.messages import Accepted, SubmitRequest
 from smsgw.model import MessageStatus
 from smsgw.processor import SHARED_ROW
-from smsgw.simulator import IdFormat, ReceiptConfig, ReceiptIdForm, SimulatorConfig
+from smsgw.queue.sqlite import open_sqlite_queue
+from smsgw.simulator import Faults, IdFormat, ReceiptConfig, ReceiptIdForm, SimulatorConfig
 
-from .harness import Backend, Harness, provider, wait_until
+from .harness import (
+    Backend,
+    Harness,
+    part_history,
+    provider,
+    wait_dead_letters,
+    wait_status,
+    wait_until,
+)
 
 S = MessageStatus
 
@@ -142,3 +151,30 @@ async def test_a_receipt_no_instance_can_match_is_one_orphan(redis_harness: Harn
     assert total(gateways, "orphaned_receipts") == 12
     assert total(gateways, "receipts_relayed") == 12
     assert total(gateways, "receipts_relay_matched") == 0
+
+
+async def test_a_dead_letter_replayed_elsewhere_is_sent_again_by_the_instance_that_failed_it(
+    harness: Harness,
+) -> None:
+    # Every message fails (the SMSC refuses them all) and is dead-lettered. The SMSC recovers
+    # and the dead letters are replayed in the queue by someone else: another instance of a
+    # shared queue, whose database does not hold the failed parts (here, another connection to
+    # the same queue file). The instance that failed them must send them again, not take its
+    # "failed" rows for a dead-lettering a crash interrupted.
+    sim = await harness.simulator(
+        SimulatorConfig(seed=1, faults=Faults(permanent_error_fraction=1.0))
+    )
+    config = harness.config([provider("smsc", sim.port)])
+    gateway = await harness.gateway(config)
+    with trio.fail_after(30):
+        ids = await submit(gateway, 10)
+        await wait_dead_letters(gateway, *ids)
+        sim.sim.set_faults(Faults())
+        async with open_sqlite_queue(config.queue_path) as elsewhere:
+            assert await elsewhere.replay(ids) == 10
+        views = [await wait_status(gateway, i, S.DELIVERED) for i in ids]
+    assert await gateway.dead_letters() == []
+    for view in views:
+        history = part_history(view, 1)
+        assert history[-4:] == [S.QUEUED, S.SUBMITTING, S.SUBMITTED, S.DELIVERED]
+        assert history[-5] is S.FAILED

@@ -334,7 +334,7 @@ class DlrHandler:
                     entry.provider, receipt.message_id, self._id_format(entry.provider)
                 )
             except (ReceiptError, MessageIdError):
-                continue  # read by its publisher before it was relayed: cannot happen
+                continue  # its publisher read it; this instance's provider settings differ
             mine = entry.origin == self._relay.instance
             parked = _Parked(entry.provider, receipt, relayed=entry.entry, mine=mine)
             part = self.correlator(entry.provider).lookup(key, trio.current_time())

@@ -380,7 +380,7 @@ class Processor:
         self._counters.in_flight_abandoned += len(unfinished)
         for lease in unfinished:
             try:
-                await self._queue.nack(lease, delay=0.0, reason="cut off while in flight")
+                await self._nack(lease, delay=0.0, reason="cut off while in flight")
             except QueueError as exc:
                 log.info(
                     "could not give %s back (its lease will expire): %s", lease.message.id, exc
@@ -418,7 +418,7 @@ class Processor:
             log.warning("message %s given back after an error: %s", lease.message.id, exc)
             finished.add(lease.message.id)
             with contextlib.suppress(QueueError):
-                await self._queue.nack(lease, delay=1.0, reason=f"gateway error: {exc}")
+                await self._nack(lease, delay=1.0, reason=f"gateway error: {exc}")
             return
         finished.add(lease.message.id)
         if verdict is _Verdict.ACK:
@@ -499,7 +499,8 @@ class Processor:
         job.row_known = True
         job.parts = len(detail.parts)
         state, leases = job.state, job.lease.message.attempts
-        # Replayed from the dead-letter queue: its accepted parts are expected too.
+        # Replayed from the dead-letter queue (the mark stays through nacks, see _nack): its
+        # accepted parts are expected too.
         replayed = (job.lease.message.last_error or "").startswith(REPLAYED)
         # Its failed parts are to be sent again. The replay set them back to "queued" in the
         # database of the instance it was asked of; with a shared queue that may be another
@@ -792,7 +793,7 @@ class Processor:
             job, MessageStatus.QUEUED, f"retry in {delay:.1f}s after attempt {attempt}: {reason}"
         )
         state = RetryState(attempt, job.state.throttled, job.lease.message.attempts)
-        await self._queue.nack(
+        await self._nack(
             job.lease,
             delay=delay,
             reason=reason_with_state(
@@ -807,8 +808,18 @@ class Processor:
             job, MessageStatus.QUEUED, f"throttled ({reason}); back in {delay:g}s"
         )
         state = RetryState(job.state.attempts, job.state.throttled + 1, job.lease.message.attempts)
-        await self._queue.nack(job.lease, delay=delay, reason=reason_with_state(reason, state))
+        await self._nack(job.lease, delay=delay, reason=reason_with_state(reason, state))
         return _Verdict.HANDLED
+
+    async def _nack(self, lease: Lease, *, delay: float, reason: str) -> None:
+        """Give ``lease`` back to the queue. A replayed message keeps its mark
+        (:data:`REPLAYED`) through its nacks, so that whichever instance leases it next still
+        knows its failed parts are to be sent again (:meth:`_load_history`)."""
+        if (lease.message.last_error or "").startswith(REPLAYED) and not reason.startswith(
+            REPLAYED
+        ):
+            reason = REPLAYED + reason
+        await self._queue.nack(lease, delay=delay, reason=reason)
 
     # -- the database row ------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import attrs
 import pytest
 import trio
 
-from smsgw.config import GatewayConfig, GatewaySection, QueueConfig
+from smsgw.config import GatewayConfig, GatewaySection, QueueConfig, RetryPolicy
 from smsgw.gateway import Gateway
 from smsgw.messages import Accepted, SubmitRequest
 from smsgw.model import MessageStatus
@@ -178,3 +178,40 @@ async def test_a_dead_letter_replayed_elsewhere_is_sent_again_by_the_instance_th
         history = part_history(view, 1)
         assert history[-4:] == [S.QUEUED, S.SUBMITTING, S.SUBMITTED, S.DELIVERED]
         assert history[-5] is S.FAILED
+
+
+async def test_a_replayed_dead_letter_another_instance_gave_back_is_still_sent_again(
+    redis_harness: Harness,
+) -> None:
+    # "a" fails every message (its SMSC refuses them) and they are dead-lettered; "a" stops.
+    # "b", whose own SMSC answers every submit with a temporary error, replays them, tries
+    # each once and gives it back for a retry; "b" stops. "a" comes back, its SMSC now
+    # accepting: the messages must be sent, though "a" still holds their parts as failed and
+    # the last word on them is "b"'s retry, not the replay.
+    good = await redis_harness.simulator(
+        SimulatorConfig(seed=1, faults=Faults(permanent_error_fraction=1.0))
+    )
+    flaky = await redis_harness.simulator(
+        SimulatorConfig(seed=2, faults=Faults(temporary_error_fraction=1.0))
+    )
+    queue = redis_harness.backend.queue()
+    config_a = instance(redis_harness, "a", queue, good.port)
+    a = await redis_harness.gateway(config_a)
+    with trio.fail_after(40):
+        ids = await submit(a, 5)
+        await wait_dead_letters(a, *ids)
+        await a.drain(1.0)
+        good.sim.set_faults(Faults())
+        # "b" retries after 2s: it has stopped by then, so it gives each back only once.
+        slow_retry = RetryPolicy(
+            max_attempts=3, initial_delay=2.0, multiplier=1.0, max_delay=2.0, jitter=0.0
+        )
+        config_b = attrs.evolve(instance(redis_harness, "b", queue, flaky.port), retry=slow_retry)
+        b = await redis_harness.gateway(config_b)
+        assert await b.replay_dead_letters(ids) == 5
+        await wait_until(lambda: b.stats().retried == 5, what="b gave each back once")
+        await b.drain(1.0)
+        again = await redis_harness.gateway(config_a)
+        views = [await wait_status(again, i, S.DELIVERED) for i in ids]
+    assert await again.dead_letters() == []
+    assert all(part_history(v, 1)[-2:] == [S.SUBMITTED, S.DELIVERED] for v in views)

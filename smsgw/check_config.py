@@ -1,7 +1,8 @@
 """``smsgw check-config``: validate a configuration file without starting anything.
 
 Prints ``OK`` and a one-line summary (exit 0), or every problem, one per line (exit 1), so it
-fits in a deployment script or a pre-commit hook before ``systemctl reload``.
+fits in a deployment script or a pre-commit hook before ``systemctl reload``. A valid file may
+also get ``note:`` lines (:func:`advice`): settings that work but are probably not meant.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import ConfigError, GatewayConfig, load_config
+from .config import ConfigError, GatewayConfig, QueueBackend, load_config
 
 DEFAULT_PATH = "gateway.toml"
 
@@ -29,6 +30,19 @@ def summary(config: GatewayConfig) -> str:
     return f"{providers} ({', '.join(names)}), {routing}, queue {config.queue.backend.value}"
 
 
+def advice(config: GatewayConfig) -> list[str]:
+    """Valid settings that are probably not what the operator wants, each naming its key
+    (printed by ``check-config``, logged as warnings when the gateway starts)."""
+    notes = []
+    if config.queue.backend is QueueBackend.REDIS and config.gateway.instance_id is None:
+        notes.append(
+            "gateway.instance_id: not set, with a Redis queue: every start gets a new name"
+            " (hostname-pid), so receipts other instances relay to this one while it is down"
+            " are missed after a restart; give each instance a fixed one"
+        )
+    return notes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="smsgw check-config",
@@ -46,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 1
     print(f"OK: {path}: {summary(config)}")
+    for note in advice(config):
+        print(f"note: {note}")
     return 0
 
 

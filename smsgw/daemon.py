@@ -48,7 +48,7 @@ import trio
 
 from . import __version__, logs
 from .adapters.sqlite import DatabaseError, DatabaseUnavailable
-from .check_config import summary
+from .check_config import advice, summary
 from .config import ConfigError, GatewayConfig, LogFormat, LogLevel, load_config
 from .queue.base import QueueUnavailable
 from .sdnotify import SystemdNotifier, watchdog_pings
@@ -468,12 +468,16 @@ def main(argv: Iterable[str] | None = None) -> int:
         return ExitCode.CONFIG
     if args.check:
         print(f"OK: {path}: {summary(config)}")
+        for note in advice(config):
+            print(f"note: {note}")
         return ExitCode.OK
     overrides.apply(config)
     log.info(
         "starting",
         extra={"version": __version__, "pid": os.getpid(), "config": str(Path(path))},
     )
+    for note in advice(config):
+        log.warning(note)
     try:
         return trio.run(Daemon(path, config, overrides).run)
     except KeyboardInterrupt:  # SIGINT before the signal receiver was in place

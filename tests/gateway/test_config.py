@@ -814,6 +814,20 @@ def test_check_config_summary_without_routes(
     assert capsys.readouterr().out == expected
 
 
+def test_check_config_notes_a_redis_queue_without_a_fixed_instance_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gateway.toml"
+    redis = '[queue]\nbackend = "redis"\n[queue.redis]\nurl = "redis://127.0.0.1:6379/0"\n'
+    path.write_text(redis + provider("a"))
+    assert check_config.main([str(path)]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and notes[0].startswith("note: gateway.instance_id: not set")
+    path.write_text('[gateway]\ninstance_id = "gw1"\n' + redis + provider("a"))
+    assert check_config.main([str(path)]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_check_config_defaults_to_gateway_toml_and_refuses_two_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -169,10 +169,13 @@ def _cpu_seconds() -> float:
 class _Instance:
     """The benchmark's view of one instance process: its latest report."""
 
-    def __init__(self, proc: trio.Process) -> None:
+    def __init__(self, proc: trio.Process, name: str) -> None:
         self.proc = proc
+        self.name = name
         self.latest: dict[str, Any] = {}
+        #: Set once the instance is running, or has exited (then ``running`` stays False).
         self.ready = trio.Event()
+        self.running = False
         self.cpu: float | None = None
 
     async def read_reports(self) -> None:
@@ -181,12 +184,14 @@ class _Instance:
         while True:
             chunk = await self.proc.stdout.receive_some()
             if not chunk:
+                self.ready.set()  # exited (its error, if any, went to stderr)
                 return
             buffer += chunk
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 record = json.loads(line)
                 if "ready" in record:
+                    self.running = True
                     self.ready.set()
                 elif "cpu" in record:
                     self.cpu = float(record["cpu"])
@@ -218,12 +223,14 @@ async def one_run(
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
                 )  # fmt: skip
-                instance = _Instance(proc)
+                instance = _Instance(proc, f"gw{n + 1}")
                 procs.append(instance)
                 nursery.start_soon(instance.read_reports)
             with trio.fail_after(60):
                 for instance in procs:
                     await instance.ready.wait()
+                    if not instance.running:
+                        raise RuntimeError(f"instance {instance.name} exited before it ran")
             start = trio.current_time()
             for instance in procs:
                 assert instance.proc.stdin is not None

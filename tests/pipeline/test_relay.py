@@ -103,6 +103,28 @@ async def test_matched_entries_leave_the_stream(redis: RedisClient, prefix: str)
     assert await a.unmatched(ids) == {ids[2]}
 
 
+async def test_relayed_receipts_and_cursors_survive_a_redis_crash(tmp_path: Path) -> None:
+    from smsgw.testing.redis import RedisServer
+
+    with RedisServer.start(tmp_path, appendonly=True, appendfsync="always") as server:
+        async with open_redis(server.url) as client:
+            a, b = ReceiptRelay(client, "p", "a"), ReceiptRelay(client, "p", "b")
+            await b.read(block=0.01)
+            first = await a.publish([("p", receipt_pdu("1"))])
+            assert [r.entry for r in await b.read(block=0.01)] == first
+            await b.advance()
+            second = await a.publish([("p", receipt_pdu("2"))])
+            # SIGKILL: Redis keeps only what its AOF holds.
+            await trio.to_thread.run_sync(lambda: server.restart(kill=True))
+            # The same objects go on (their connections died with the server), and a "b"
+            # started afresh reads from the cursor "b" kept.
+            assert [r.entry for r in await b.read(block=0.01)] == second
+            assert [
+                r.entry for r in await ReceiptRelay(client, "p", "b").read(block=0.01)
+            ] == second
+            assert await a.unmatched(first + second) == set(first + second)
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

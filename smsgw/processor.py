@@ -346,14 +346,14 @@ class Processor:
         With the embedded queue a row is missing only after a crash: that path rebuilds it."""
         if self.settings.config.queue.backend is not QueueBackend.REDIS:
             return
-        ids = [lease.message.id for lease in leases if lease.message.id not in self._storing]
+        ids = {lease.message.id for lease in leases if lease.message.id not in self._storing}
         try:
-            present = await self._store.existing(ids)
+            missing = ids - await self._store.existing(list(ids))
         except StoreError:
             return
         rows = []
         for lease in leases:
-            if lease.message.id in present or lease.message.id in self._storing:
+            if lease.message.id not in missing:
                 continue
             try:
                 payload = decode_payload(lease.message.payload)

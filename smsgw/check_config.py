@@ -43,6 +43,13 @@ def advice(config: GatewayConfig) -> list[str]:
     return notes
 
 
+def print_ok(path: str, config: GatewayConfig) -> None:
+    """What a check of a valid file prints: ``OK``, the summary, then the notes."""
+    print(f"OK: {path}: {summary(config)}")
+    for note in advice(config):
+        print(f"note: {note}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="smsgw check-config",
@@ -59,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(f"OK: {path}: {summary(config)}")
-    for note in advice(config):
-        print(f"note: {note}")
+    print_ok(path, config)
     return 0
 
 

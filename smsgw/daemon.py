@@ -48,7 +48,7 @@ import trio
 
 from . import __version__, logs
 from .adapters.sqlite import DatabaseError, DatabaseUnavailable
-from .check_config import advice, summary
+from .check_config import advice, print_ok, summary
 from .config import ConfigError, GatewayConfig, LogFormat, LogLevel, load_config
 from .queue.base import QueueUnavailable
 from .sdnotify import SystemdNotifier, watchdog_pings
@@ -467,9 +467,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         log_config_error(exc, action="cannot start")
         return ExitCode.CONFIG
     if args.check:
-        print(f"OK: {path}: {summary(config)}")
-        for note in advice(config):
-            print(f"note: {note}")
+        print_ok(path, config)
         return ExitCode.OK
     overrides.apply(config)
     log.info(

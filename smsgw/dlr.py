@@ -360,17 +360,17 @@ class DlrHandler:
     async def _relay_matched(self, receipts: Sequence[_Parked]) -> None:
         """Relayed receipts were recorded here: take them out of the relay (best effort: left
         there, they only make their publisher count an orphan too many)."""
-        relayed = [p for p in receipts if p.relayed is not None]
-        if not relayed or self._relay is None:
+        entries = [(p.provider, p.relayed) for p in receipts if p.relayed is not None]
+        if not entries or self._relay is None:
             return
-        self._counters.receipts_relay_matched += len(relayed)
-        for parked in relayed:
-            self._metrics.receipt_relayed(parked.provider, "matched")
+        self._counters.receipts_relay_matched += len(entries)
+        for provider, _entry in entries:
+            self._metrics.receipt_relayed(provider, "matched")
         try:
-            await self._relay.matched(p.relayed for p in relayed if p.relayed is not None)
+            await self._relay.matched(entry for _provider, entry in entries)
         except QueueError as exc:
             log.warning(
-                "could not delete %d matched receipt(s) from the relay: %s", len(relayed), exc
+                "could not delete %d matched receipt(s) from the relay: %s", len(entries), exc
             )
 
     async def run_relay(self, *, block: float = 1.0) -> None:

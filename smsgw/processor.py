@@ -815,9 +815,7 @@ class Processor:
         """Give ``lease`` back to the queue. A replayed message keeps its mark
         (:data:`REPLAYED`) through its nacks, so that whichever instance leases it next still
         knows its failed parts are to be sent again (:meth:`_load_history`)."""
-        if (lease.message.last_error or "").startswith(REPLAYED) and not reason.startswith(
-            REPLAYED
-        ):
+        if (lease.message.last_error or "").startswith(REPLAYED):
             reason = REPLAYED + reason
         await self._queue.nack(lease, delay=delay, reason=reason)
 

@@ -77,7 +77,8 @@ def _text(value: Any) -> str:
 class ReceiptRelay:
     """The relay of the queue under ``prefix`` in one Redis, as seen by ``instance``.
 
-    Every method is one round trip and raises :class:`~smsgw.queue.base.QueueUnavailable`
+    Every method is one round trip (the first :meth:`read` also reads, or sets, the cursor)
+    and raises :class:`~smsgw.queue.base.QueueUnavailable`
     (Redis down or too slow) or :class:`~smsgw.queue.base.QueueError` like the queue does.
     """
 

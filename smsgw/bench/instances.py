@@ -27,7 +27,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from .gateway import (
     TEXT,
     Setup,
     SimulatorProcess,
+    _cpu_seconds,
     median_of,
     print_incomplete,
 )
@@ -156,11 +156,6 @@ async def _serve_instance(args: argparse.Namespace) -> None:
                 await gateway.drain(5.0)
             nursery.cancel_scope.cancel()
     _emit({"cpu": cpu})
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 # --- the benchmark --------------------------------------------------------------------------

@@ -58,6 +58,8 @@ _OPTIONS: list[tuple[str, tuple[str, ...], str, dict[str, Any]]] = [
      "comma-separated destination prefixes answered ESME_RINVDSTADR", {}),
     ("--max-messages", ("max_messages",),
      "messages remembered for query/cancel/replace_sm (100000)", {}),
+    ("--max-binds", ("max_binds",),
+     "most sessions one system_id may have bound at once (no limit)", {}),
     # receipts
     ("--receipt-delay", ("receipts", "delay"), "time from submission to receipt (0s)", {}),
     ("--receipt-jitter", ("receipts", "jitter"), "plus up to this much at random (0s)", {}),

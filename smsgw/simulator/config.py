@@ -165,6 +165,18 @@ def _id_forms(
         raise ConfigError("UUID message ids can only be written as sent in receipts")
 
 
+def _max_binds(value: int | str | None) -> int | None:
+    """An optional positive count: None (or ``"off"``/``"none"``) means no limit."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none")):
+        return None
+    try:
+        return positive_count(value)
+    except ConfigError:
+        raise ConfigError(
+            f"max_binds must be a whole number >= 1 (or off: no limit), got {value!r}"
+        ) from None
+
+
 def _port(value: int | str) -> int:
     port = count(value)
     if port > 65535:
@@ -205,6 +217,9 @@ class SimulatorConfig:
     reject_destinations: tuple[str, ...] = attrs.field(default=(), converter=_prefixes)
     #: Most messages remembered for query_sm/cancel_sm/replace_sm (oldest forgotten first).
     max_messages: int = attrs.field(default=100_000, converter=positive_count)
+    #: Most sessions one system_id may have bound at once (None: no limit); binds beyond it
+    #: are refused with ESME_RBINDFAIL.
+    max_binds: int | None = attrs.field(default=None, converter=_max_binds)
 
     def with_faults(self, faults: Faults) -> SimulatorConfig:
         return attrs.evolve(self, faults=faults)

@@ -158,7 +158,7 @@ class Simulator:
 
     def connection_bound(self, connection: Connection) -> None:
         self._bound[connection] = None
-        self.smsc.counters.sessions += 1
+        self.smsc.counters.session_started(connection.system_id or "")
         if connection.receives and connection.system_id is not None:
             self._receivers.setdefault(connection.system_id, []).append(connection)
             connection.wake()  # receipts may be waiting for it
@@ -168,7 +168,7 @@ class Simulator:
         if connection not in self._bound:
             return
         del self._bound[connection]
-        self.smsc.counters.sessions -= 1
+        self.smsc.counters.session_ended(connection.system_id or "")
         receivers = self._receivers.get(connection.system_id or "")
         if receivers and connection in receivers:
             receivers.remove(connection)

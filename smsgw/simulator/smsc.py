@@ -175,6 +175,9 @@ class Smsc:
                 status = S.ESME_RINVSYSID
             elif account.password != pdu.password:
                 status = S.ESME_RINVPASWD
+        if status is None and self._over_bind_limit(pdu.system_id):
+            status = S.ESME_RBINDFAIL
+            self.counters.binds_over_limit += 1
         if status is not None:
             self.counters.bind_failures += 1
             return Reply(self._send(link, pdu.response(status)))
@@ -185,6 +188,12 @@ class Smsc:
         link.system_id = pdu.system_id
         self.counters.binds += 1
         return Reply(data, bound=True)
+
+    def _over_bind_limit(self, system_id: str) -> bool:
+        """``system_id`` already has ``max_binds`` sessions bound (the simulator counts a
+        session from the bind it accepts to the end of that session)."""
+        limit = self.config.max_binds
+        return limit is not None and self.counters.sessions_by_account[system_id] >= limit
 
     def _unbind(self, link: Link, pdu: Request, now: float) -> Reply:
         assert isinstance(pdu, Unbind)

@@ -32,8 +32,13 @@ class Stats:
 
     connections: int = 0  #: TCP connections accepted
     sessions: int = 0  #: connections bound right now
+    #: Sessions bound right now per system_id (accounts with none left out).
+    sessions_by_account: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen)
+    #: The most sessions each system_id ever had bound at once.
+    peak_sessions: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen)
     binds: int = 0  #: successful binds
-    bind_failures: int = 0  #: binds refused (bad credentials, refuse_binds fault)
+    bind_failures: int = 0  #: binds refused (bad credentials, refuse_binds fault, max_binds)
+    binds_over_limit: int = 0  #: binds refused because their system_id had max_binds bound
     #: (``"invalid"``: PDUs whose header could not be read)
     pdus_received: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen)
     pdus_sent: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen)
@@ -86,8 +91,11 @@ class Counters:
     def __init__(self) -> None:
         self.connections = 0
         self.sessions = 0
+        self.sessions_by_account: Counter[str] = Counter()  # no zero entries
+        self.peak_sessions: dict[str, int] = {}
         self.binds = 0
         self.bind_failures = 0
+        self.binds_over_limit = 0
         self.received: Counter[int] = Counter()  # by command_id: names are made at snapshot time
         self.sent: Counter[int] = Counter()
         self.invalid_pdus = 0
@@ -104,14 +112,34 @@ class Counters:
         self.mos_failed = 0
         self.faults: Counter[str] = Counter()
 
+    def session_started(self, system_id: str) -> None:
+        """A session of ``system_id`` is bound."""
+        self.sessions += 1
+        bound = self.sessions_by_account[system_id] + 1
+        self.sessions_by_account[system_id] = bound
+        if bound > self.peak_sessions.get(system_id, 0):
+            self.peak_sessions[system_id] = bound
+
+    def session_ended(self, system_id: str) -> None:
+        """A bound session of ``system_id`` ended (call once per :meth:`session_started`)."""
+        self.sessions -= 1
+        left = self.sessions_by_account[system_id] - 1
+        if left > 0:
+            self.sessions_by_account[system_id] = left
+        else:
+            del self.sessions_by_account[system_id]
+
     def snapshot(
         self, *, messages_stored: int, receipts_scheduled: int, receipts_queued: int
     ) -> Stats:
         return Stats(
             connections=self.connections,
             sessions=self.sessions,
+            sessions_by_account=dict(self.sessions_by_account),
+            peak_sessions=self.peak_sessions,
             binds=self.binds,
             bind_failures=self.bind_failures,
+            binds_over_limit=self.binds_over_limit,
             pdus_received={command_name(k): v for k, v in self.received.items()},
             pdus_sent={command_name(k): v for k, v in self.sent.items()},
             invalid_pdus=self.invalid_pdus,

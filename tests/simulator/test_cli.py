@@ -146,6 +146,21 @@ def test_flags_override_the_config_file(tmp_path):
     assert [a.system_id for a in config.accounts] == ["a", "c"]
 
 
+def test_max_binds_comes_from_the_flag_or_the_config_file(tmp_path):
+    path = tmp_path / "sim.toml"
+    path.write_text("max_binds = 4\n")
+    from_file = build_parser().parse_args(["--config", str(path)])
+    assert config_from_mapping(_mapping(from_file, read_config_file(path))).max_binds == 4
+    flagged = build_parser().parse_args(["--config", str(path), "--max-binds", "2"])
+    assert config_from_mapping(_mapping(flagged, read_config_file(path))).max_binds == 2
+    assert config_from_mapping(_mapping(build_parser().parse_args([]), {})).max_binds is None
+
+
+def test_a_bad_max_binds_exits_2_naming_it(capsys):
+    assert main(["--max-binds", "0"]) == 2
+    assert "max_binds" in capsys.readouterr().err
+
+
 def test_the_example_config_loads():
     config = config_from_mapping(read_config_file(EXAMPLE))
     assert config.port == 2775

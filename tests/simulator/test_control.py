@@ -49,6 +49,21 @@ async def test_stats_are_served_as_json(nursery):
     assert stats["pdus_received"] == {"bind_transmitter": 1, "submit_sm": 1}
 
 
+async def test_stats_json_has_the_sessions_per_system_id(nursery):
+    run, port = await start(nursery, SimulatorConfig(max_binds=1))
+    esme = await run.bound(BindTransmitter, "alice")
+    refused = await run.esme()
+    assert (await refused.bind(BindTransmitter, "alice")).command_status == (
+        CommandStatus.ESME_RBINDFAIL
+    )
+    status, stats = await http(port, "GET", "/stats")
+    assert status == 200
+    assert (stats["binds"], stats["bind_failures"], stats["binds_over_limit"]) == (1, 1, 1)
+    assert stats["sessions_by_account"] == {"alice": 1}
+    assert stats["peak_sessions"] == {"alice": 1}
+    await esme.aclose()
+
+
 async def test_faults_are_read_patched_and_replaced(nursery):
     run, port = await start(nursery)
     status, faults = await http(port, "GET", "/faults")

@@ -28,9 +28,9 @@ from smpp_codec import (
     encode,
 )
 from smpp_codec.constants import Tag
-from smsgw.simulator import Account, SimulatorConfig
+from smsgw.simulator import Account, Faults, SimulatorConfig
 
-from .esme import Closed, serve
+from .esme import Closed, Running, serve
 
 S = CommandStatus
 
@@ -267,3 +267,108 @@ async def test_its_own_enquire_link_is_sent_and_a_silent_esme_dropped(nursery, a
         await esme.recv(timeout=60)
     assert trio.current_time() - before == pytest.approx(5)
     assert run.sim.stats.faults["dead_link"] == 1
+
+
+# --- max_binds: sessions per system_id ------------------------------------------------------
+
+
+async def wait_for_bound(run: Running, system_id: str, count: int) -> None:
+    """Poll (bounded) until the simulator counts ``count`` sessions bound for ``system_id``."""
+    with trio.fail_after(5):
+        while run.sim.stats.sessions_by_account.get(system_id, 0) != count:
+            await trio.sleep(0.01)
+
+
+async def test_max_binds_refuses_the_bind_beyond_the_limit(nursery):
+    run = await serve(nursery, SimulatorConfig(max_binds=2))
+    bound = [await run.bound(BindTransmitter, "alice"), await run.bound(BindReceiver, "alice")]
+    third = await run.esme()
+    resp = await third.bind(BindTransceiver, "alice")
+    assert isinstance(resp, BindTransceiverResp)
+    assert resp.command_status == S.ESME_RBINDFAIL
+    stats = run.sim.stats
+    assert (stats.binds, stats.bind_failures, stats.binds_over_limit) == (2, 1, 1)
+    assert stats.sessions == 2
+    assert stats.sessions_by_account == {"alice": 2}
+    assert stats.peak_sessions == {"alice": 2}
+    # the refused connection may still send requests: they need a bind
+    assert (await third.request(EnquireLink(sequence_number=third.seq()))).command_status == (
+        S.ESME_RINVBNDSTS
+    )
+    assert len(bound) == 2  # kept open (and referenced) until here
+
+
+async def test_max_binds_counts_each_system_id_separately(nursery):
+    run = await serve(nursery, SimulatorConfig(max_binds=2))
+    alice = [await run.bound(system_id="alice"), await run.bound(system_id="alice")]
+    refused = await run.esme()
+    assert (await refused.bind(system_id="alice")).command_status == S.ESME_RBINDFAIL
+    bob = [await run.bound(system_id="bob"), await run.bound(system_id="bob")]
+    stats = run.sim.stats
+    assert stats.sessions_by_account == {"alice": 2, "bob": 2}
+    assert stats.peak_sessions == {"alice": 2, "bob": 2}
+    assert (stats.binds, stats.binds_over_limit) == (4, 1)
+    assert len(alice + bob) == 4  # all kept open until here
+
+
+async def test_an_unbound_session_frees_its_place(nursery):
+    run = await serve(nursery, SimulatorConfig(max_binds=2))
+    first, second = await run.bound(system_id="alice"), await run.bound(system_id="alice")
+    refused = await run.esme()
+    assert (await refused.bind(system_id="alice")).command_status == S.ESME_RBINDFAIL
+    assert (await first.request(Unbind(sequence_number=first.seq()))).command_status == 0
+    assert await first.until_closed() == []
+    await wait_for_bound(run, "alice", 1)
+    # A refused bind may be retried on its connection: now there is room.
+    assert (await refused.bind(system_id="alice")).command_status == 0
+    late = await run.esme()
+    assert (await late.bind(system_id="alice")).command_status == S.ESME_RBINDFAIL
+    stats = run.sim.stats
+    assert (stats.binds, stats.bind_failures, stats.binds_over_limit) == (3, 2, 2)
+    assert stats.sessions_by_account == {"alice": 2}
+    assert stats.peak_sessions == {"alice": 2}
+    assert (await second.request(EnquireLink(sequence_number=second.seq()))).command_status == 0
+
+
+async def test_a_session_closed_without_unbind_frees_its_place(nursery):
+    run = await serve(nursery, SimulatorConfig(max_binds=2))
+    first, second = await run.bound(system_id="alice"), await run.bound(system_id="alice")
+    refused = await run.esme()
+    assert (await refused.bind(system_id="alice")).command_status == S.ESME_RBINDFAIL
+    await first.aclose()  # no unbind: the TCP stream just ends
+    await wait_for_bound(run, "alice", 1)
+    again = await run.esme()
+    assert (await again.bind(system_id="alice")).command_status == 0
+    stats = run.sim.stats
+    assert stats.sessions_by_account == {"alice": 2}
+    assert (stats.binds, stats.binds_over_limit) == (3, 1)
+    assert (await second.request(EnquireLink(sequence_number=second.seq()))).command_status == 0
+
+
+async def test_a_session_dropped_by_a_fault_frees_its_place_once(nursery):
+    config = SimulatorConfig(max_binds=1, faults=Faults(disconnect_after_pdus=2))
+    run = await serve(nursery, config)
+    esme = await run.bound(system_id="alice")
+    await esme.send(EnquireLink(sequence_number=esme.seq()))  # its 2nd PDU: dropped
+    assert await esme.until_closed() == []
+    await wait_for_bound(run, "alice", 0)
+    assert run.sim.stats.sessions == 0
+    again = await run.esme()
+    assert (await again.bind(system_id="alice")).command_status == 0
+    stats = run.sim.stats
+    assert (stats.sessions, stats.sessions_by_account) == (1, {"alice": 1})
+    assert stats.binds_over_limit == 0
+
+
+async def test_without_max_binds_peak_sessions_still_counts(nursery):
+    run = await serve(nursery)
+    alice = [await run.bound(system_id="alice") for _ in range(3)]
+    bob = await run.bound(system_id="bob")
+    for esme in alice[:2]:
+        await esme.aclose()
+    await wait_for_bound(run, "alice", 1)
+    stats = run.sim.stats
+    assert (stats.binds, stats.bind_failures, stats.binds_over_limit) == (4, 0, 0)
+    assert stats.peak_sessions == {"alice": 3, "bob": 1}
+    assert stats.sessions_by_account == {"alice": 1, "bob": 1}
+    assert (await bob.request(EnquireLink(sequence_number=bob.seq()))).command_status == 0

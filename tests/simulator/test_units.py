@@ -150,6 +150,21 @@ def test_config_errors_name_the_bad_key():
         SimulatorConfig(accounts=["a" * 20 + ":x"])
 
 
+@pytest.mark.parametrize("bad", [0, -1, "x", "0", 1.5, True])
+def test_max_binds_must_be_a_positive_count(bad):
+    with pytest.raises(ConfigError, match="max_binds"):
+        SimulatorConfig(max_binds=bad)
+    with pytest.raises(ConfigError, match="max_binds"):
+        config_from_mapping({"max_binds": bad})
+
+
+def test_max_binds_is_off_by_default_and_takes_counts():
+    assert SimulatorConfig().max_binds is None
+    assert SimulatorConfig(max_binds="off").max_binds is None
+    assert SimulatorConfig(max_binds=1).max_binds == 1
+    assert config_from_mapping({"max_binds": "3"}).max_binds == 3
+
+
 def test_faults_from_mapping_changes_only_what_it_names():
     base = Faults(latency="1s", throttle_fraction=0.5)
     changed = faults_from_mapping({"throttle_fraction": "10%"}, base)
@@ -339,3 +354,21 @@ def test_unknown_command_ids_are_named_in_hex():
 
 def test_status_constants_are_the_codecs():
     assert status("ESME_RMSGQFUL") == CommandStatus.ESME_RMSGQFUL
+
+
+def test_sessions_are_counted_per_system_id_with_their_peak():
+    counters = Counters()
+    for system_id in ("a", "a", "b"):
+        counters.session_started(system_id)
+    counters.session_ended("a")
+    counters.session_ended("b")
+    snap = counters.snapshot(messages_stored=0, receipts_scheduled=0, receipts_queued=0)
+    assert snap.sessions == 1
+    assert snap.sessions_by_account == {"a": 1}  # b, with none bound, left out
+    assert snap.peak_sessions == {"a": 2, "b": 1}
+    counters.session_started("a")
+    counters.session_started("a")
+    assert snap.peak_sessions == {"a": 2, "b": 1}  # a frozen copy
+    assert isinstance(snap.peak_sessions, MappingProxyType)
+    assert counters.snapshot(messages_stored=0, receipts_scheduled=0,
+                             receipts_queued=0).peak_sessions == {"a": 3, "b": 1}

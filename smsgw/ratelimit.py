@@ -13,6 +13,10 @@ number of seconds to wait. The caller sleeps and asks again.
 - :class:`ProviderLimiter`: one provider's bucket driven by its controller.
 - :class:`RateLimiter`: the global limit AND each provider's, granted atomically (tokens are
   taken from both or from neither).
+
+Instances sharing an account (:mod:`smsgw.cluster`) each take a *share* of its limits
+(:meth:`TokenBucket.set_share`, :meth:`ProviderLimiter.set_share`): the configured figures are
+the whole account's, and the shares of all instances add up to them.
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ def _check_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
 
 
+def _check_share(share: float) -> None:
+    if not 0 < share <= 1:
+        raise ValueError(f"share must be in (0, 1], got {share!r}")
+
+
 class TokenBucket:
     """``rate`` tokens per second, up to ``burst`` saved; starts full.
 
@@ -53,6 +62,9 @@ class TokenBucket:
         self._burst = float(burst)
         self._tokens = float(burst)
         self._updated: float | None = None
+        #: The rate and burst it was made with: a share of 1 (:meth:`set_share`).
+        self.full_rate = self._rate
+        self.full_burst = self._burst
 
     @property
     def rate(self) -> float:
@@ -113,6 +125,16 @@ class TokenBucket:
         """Drop the saved tokens (the next ones are earned from ``now``)."""
         self._refill(now)
         self._tokens = min(self._tokens, 0.0)
+
+    def set_share(self, share: float, now: float) -> None:
+        """From ``now`` on, ``share`` (0 < share <= 1) of :attr:`full_rate` and of
+        :attr:`full_burst` (a burst of at least one token); tokens saved above the new burst
+        are dropped."""
+        _check_share(share)
+        self._refill(now)
+        self._rate = self.full_rate * share
+        self._burst = max(1.0, self.full_burst * share)
+        self._tokens = min(self._tokens, self._burst)
 
 
 class AimdController:
@@ -196,6 +218,15 @@ class AimdController:
         self._grown_at = self._paused_until
         return True
 
+    def scale(self, factor: float) -> None:
+        """Multiply the rate, its bounds and its growth by ``factor`` (> 0): the controller of
+        a share of the account, in the same state (a rate cut by half stays cut by half)."""
+        _check_positive("factor", factor)
+        self.ceiling *= factor
+        self.floor *= factor
+        self.increase_per_second *= factor
+        self._rate *= factor
+
     def on_success(self, now: float) -> None:
         """A submit was accepted at ``now``: grow the rate for the time since the last growth."""
         self._answers += 1
@@ -220,6 +251,21 @@ class ProviderLimiter:
     def __init__(self, bucket: TokenBucket, aimd: AimdController | None = None) -> None:
         self.bucket = bucket
         self.aimd = aimd
+        #: The share of the configured rate this limiter allows (:meth:`set_share`).
+        self.share = 1.0
+
+    def set_share(self, share: float, now: float) -> None:
+        """Allow ``share`` (0 < share <= 1) of the configured rate and burst from ``now`` on.
+        The adaptive rate scales with it, keeping its state (cut, paused, growing)."""
+        _check_share(share)
+        if share == self.share:
+            return
+        if self.aimd is not None:
+            self.aimd.scale(share / self.share)
+        self.share = share
+        self.bucket.set_share(share, now)
+        if self.aimd is not None:
+            self.bucket.set_rate(self.aimd.current_rate, now)
 
     @property
     def current_rate(self) -> float:
@@ -294,6 +340,16 @@ class RateLimiter:
 
     def current_rate(self, provider: str) -> float:
         return self.providers[provider].current_rate
+
+    def set_shares(self, providers: Mapping[str, float], global_share: float, now: float) -> None:
+        """Each named provider's share of its limit, and the global limit's share (see
+        :meth:`ProviderLimiter.set_share`); providers not named keep theirs."""
+        for name, share in providers.items():
+            limiter = self.providers.get(name)
+            if limiter is not None:
+                limiter.set_share(share, now)
+        if self.global_bucket is not None:
+            self.global_bucket.set_share(global_share, now)
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> RateLimiter:

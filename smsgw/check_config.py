@@ -40,6 +40,16 @@ def advice(config: GatewayConfig) -> list[str]:
             " (hostname-pid), so receipts other instances relay to this one while it is down"
             " are missed after a restart; give each instance a fixed one"
         )
+    redis = config.queue.redis
+    if config.queue.backend is QueueBackend.REDIS and redis is not None and redis.share_limits:
+        for i, provider in enumerate(config.providers):
+            if provider.connections == 1:
+                notes.append(
+                    f"providers[{i}].connections: 1, which the instances of the Redis queue"
+                    " share (queue.redis.share_limits): one instance at a time binds it, and"
+                    " the others cannot send through it; give it at least one connection per"
+                    " instance if the SMSC allows"
+                )
     return notes
 
 

@@ -193,6 +193,26 @@ class RedisQueueConfig:
     url: str = attrs.field(validator=_redis_url, metadata={SECRET: True}, repr=False)
     #: Prefix of every key, so several gateways (or other programs) can share one Redis.
     prefix: str = attrs.field(default="smsgw", validator=_name)
+    #: The instances of this queue share each provider's ``connections`` and ``rate`` and
+    #: ``[rate_limit] per_second``: those are the totals of all instances (smsgw.sharing).
+    #: False: every instance takes the whole of each.
+    share_limits: bool = True
+    #: How often an instance says it is alive and renews its connection slots.
+    heartbeat: float = duration_field(2.0, validator=positive_duration())
+    #: An instance not heard of for this long is gone: its connection slots are free.
+    instance_timeout: float = duration_field(10.0, validator=positive_duration())
+
+    def __attrs_post_init__(self) -> None:
+        if self.instance_timeout < 3 * self.heartbeat:
+            raise Problems(
+                [
+                    (
+                        "instance_timeout",
+                        f"expected at least 3 x heartbeat ({3 * self.heartbeat:g}s), "
+                        f"got {self.instance_timeout:g}s",
+                    )
+                ]
+            )
 
 
 @attrs.frozen

@@ -76,6 +76,7 @@ from smsgw.webhooks import WebhookDeliverer
 
 if TYPE_CHECKING:
     from smsgw.receipt_relay import ReceiptRelay
+    from smsgw.sharing import SharedLimits
 
 __all__ = [
     "Gateway",
@@ -148,6 +149,8 @@ class Gateway:
         self._store: Store | None = None
         self._queue: Queue | None = None
         self._manager: ProviderManager | None = None
+        #: This instance's share of the providers' limits (a Redis queue shared by instances).
+        self._shared: SharedLimits | None = None
         self._processor: Processor | None = None
         self._dlr: DlrHandler | None = None
         self._mo: MoHandler | None = None
@@ -179,6 +182,7 @@ class Gateway:
             async with (
                 self._open_queue(config) as queue,
                 self._open_relay(config) as relay,
+                self._open_sharing(config) as shared,
                 open_store(
                     config.database_path,
                     commit_interval=config.database.commit_interval,
@@ -186,10 +190,11 @@ class Gateway:
                     clock=self._clock,
                 ) as store,
             ):
-                await self._serve(config, queue, store, relay, task_status)
+                await self._serve(config, queue, store, relay, shared, task_status)
         finally:
             self._accepting = False
             self._queue = self._store = self._manager = self._processor = None
+            self._shared = None
             self._stopped.set()
 
     @asynccontextmanager
@@ -224,15 +229,49 @@ class Gateway:
         ) as client:
             yield ReceiptRelay(client, redis_config.prefix, config.gateway.resolved_instance_id())
 
+    @asynccontextmanager
+    async def _open_sharing(self, config: GatewayConfig) -> AsyncIterator[SharedLimits | None]:
+        """This instance's share of the providers' limits among the instances of a Redis
+        queue (its own connection); None with the embedded queue or ``share_limits`` off."""
+        redis_config = config.queue.redis
+        if (
+            config.queue.backend is not QueueBackend.REDIS
+            or redis_config is None
+            or not redis_config.share_limits
+        ):
+            yield None
+            return
+        from smsgw.adapters.redis import open_redis
+        from smsgw.cluster import Cluster
+        from smsgw.sharing import SharedLimits
+
+        async with open_redis(
+            redis_config.url, timeout=max(1.0, redis_config.heartbeat), max_connections=1
+        ) as client:
+            cluster = Cluster(client, redis_config.prefix, config.gateway.resolved_instance_id())
+            yield SharedLimits(
+                cluster,
+                config.providers,
+                limiter=lambda: self._settings.limiter,
+                heartbeat=redis_config.heartbeat,
+                timeout=redis_config.instance_timeout,
+            )
+
     async def _serve(
         self,
         config: GatewayConfig,
         queue: Queue,
         store: Store,
         relay: ReceiptRelay | None,
+        shared: SharedLimits | None,
         task_status: trio.TaskStatus[Gateway],
     ) -> None:
-        manager = ProviderManager(config.providers, rand=self._rng.random, metrics=self.metrics)
+        manager = ProviderManager(
+            config.providers,
+            rand=self._rng.random,
+            metrics=self.metrics,
+            connections=None if shared is None else shared.connections,
+        )
         dlr = DlrHandler(
             store=store,
             counters=self.counters,
@@ -268,15 +307,19 @@ class Gateway:
             webhooks_due=self._webhooks_due,
             storing=self._storing,
         )
-        self.metrics.watch(providers=manager, rates=self, queue=queue, outbox=store)
+        self.metrics.watch(
+            providers=manager, rates=self, queue=queue, outbox=store, cluster=shared
+        )
         self.webhooks = WebhookDeliverer(
             store, config.webhooks, metrics=self.metrics, clock=self._clock, rand=self._rng.random
         )
-        self._queue, self._store, self._manager = queue, store, manager
+        self._queue, self._store, self._manager, self._shared = queue, store, manager, shared
         self._dlr, self._mo, self._processor = dlr, mo, processor
         run = self.supervisor.run
         async with trio.open_nursery() as services:
             await services.start(manager.run)
+            if shared is not None:
+                services.start_soon(run, "shared-limits", functools.partial(shared.run, manager))
             services.start_soon(run, "inbound", functools.partial(self._dispatch_inbound, manager))
             services.start_soon(run, "receipt-expiry", dlr.run_expiry)
             if relay is not None:
@@ -313,6 +356,9 @@ class Gateway:
                 # back to the queue (Processor._settle).
                 workers.cancel_scope.deadline = trio.current_time() + self._drain_grace
             await manager.aclose(grace=max(1.0, self._drain_grace))
+            if shared is not None:
+                with trio.move_on_after(5.0, shield=True):
+                    await shared.aclose()
             with trio.move_on_after(5.0, shield=True):
                 with contextlib.suppress(StoreError):
                     await self._stats_buffer.flush(store)
@@ -355,6 +401,10 @@ class Gateway:
         self._count_router = Router(config.routes, config.providers)
         if self._processor is not None:
             self._processor.update(settings)
+        if self._shared is not None:
+            # The new limiter takes this instance's shares at once, then the slots follow.
+            self._shared.apply_rates()
+            await self._shared.reconfigure(config.providers)
         self.config = config
 
     def stats(self) -> GatewayStats:

@@ -146,6 +146,8 @@ class ProviderView(Protocol):
     @property
     def configured(self) -> int: ...
     @property
+    def kept(self) -> int: ...
+    @property
     def bound(self) -> int: ...
     @property
     def in_flight(self) -> int: ...
@@ -159,6 +161,13 @@ class ProviderSource(Protocol):
 
 class RateSource(Protocol):
     def current_rate(self, provider: str) -> float: ...
+
+
+class ClusterSource(Protocol):
+    """``smsgw.sharing.SharedLimits``."""
+
+    @property
+    def instances(self) -> int: ...
 
 
 class DepthView(Protocol):
@@ -190,6 +199,7 @@ class _Sources:
     def __init__(self) -> None:
         self.providers: ProviderSource | None = None
         self.rates: RateSource | None = None
+        self.cluster: ClusterSource | None = None
         self.queue: QueueSource | None = None
         self.outbox: OutboxSource | None = None
         # Filled by refresh(): the latest answers of the async sources (None: never read).
@@ -208,6 +218,13 @@ class _SnapshotCollector(Collector):
         yield from self._provider_gauges()
         yield from self._queue_gauges()
         yield from self._outbox_gauges()
+        if self._sources.cluster is not None:
+            yield GaugeMetricFamily(
+                "smsgw_cluster_instances",
+                "Gateway instances sharing the Redis queue and its providers' limits, alive at "
+                "the last heartbeat",
+                value=float(self._sources.cluster.instances),
+            )
         up = GaugeMetricFamily(
             "smsgw_metrics_source_up",
             "1 if the last read of this source for metrics succeeded, else 0",
@@ -232,6 +249,12 @@ class _SnapshotCollector(Collector):
             "configured": GaugeMetricFamily(
                 "smsgw_provider_connections_configured",
                 "Connections configured per provider",
+                labels=["provider"],
+            ),
+            "kept": GaugeMetricFamily(
+                "smsgw_provider_connections_kept",
+                "Connections this instance keeps per provider: those configured, or its share "
+                "of them when instances share the limits",
                 labels=["provider"],
             ),
             "bound": GaugeMetricFamily(
@@ -489,11 +512,12 @@ class Metrics:
         rates: RateSource | None = None,
         queue: QueueSource | None = None,
         outbox: OutboxSource | None = None,
+        cluster: ClusterSource | None = None,
     ) -> None:
         """Read these at scrape time: ``providers.snapshot()`` (connections, window),
         ``rates.current_rate(name)`` (the gateway), ``await queue.depth()`` (queue and DLQ),
-        ``await outbox.notification_counts()`` (the store). Sources left None keep the one set
-        before."""
+        ``await outbox.notification_counts()`` (the store), ``cluster.instances`` (shared
+        limits). Sources left None keep the one set before."""
         s = self._sources
         if providers is not None:
             s.providers = providers
@@ -503,6 +527,8 @@ class Metrics:
             s.queue = queue
         if outbox is not None:
             s.outbox = outbox
+        if cluster is not None:
+            s.cluster = cluster
 
     async def refresh(self) -> None:
         """Read the async sources (the caller bounds the time: a slow source must not hold a

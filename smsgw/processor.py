@@ -299,6 +299,12 @@ class Processor:
             queue_config = self.settings.config.queue
             # Taken before leasing: a wake() while the lease runs is not missed.
             work = self._work
+            if not self._manager.has_connections:
+                # The instances of a Redis queue share the connections, and this one holds
+                # none now (starting, or not its share): another instance sends.
+                with trio.move_on_after(self.idle_poll[1]):
+                    await work.wait()
+                continue
             try:
                 leases = await self._queue.lease(
                     name, queue_config.lease_batch, queue_config.visibility_timeout

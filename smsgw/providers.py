@@ -143,6 +143,12 @@ class ProviderHealth:
     healthy: bool
 
     @property
+    def kept(self) -> int:
+        """Connections this instance keeps: ``configured``, or its share of them when the
+        instances of a Redis queue share the provider's limits (:mod:`smsgw.sharing`)."""
+        return len(self.connections)
+
+    @property
     def error_rate(self) -> float:
         return self.recent.error_rate
 
@@ -211,6 +217,8 @@ class _Pool:
         self.last_error: tuple[float, str] | None = None
         self.last_link_error: tuple[float, _Slot] | None = None
         self.last_throttle: tuple[float, int] | None = None
+        #: :meth:`ProviderManager.resize` took every connection away (shared limits).
+        self.emptied = False
 
     @property
     def name(self) -> str:
@@ -278,6 +286,10 @@ class ProviderManager:
     (both for tests, passed to every :class:`SmppClient`); ``health`` is the routing rule;
     ``inbound_buffer`` bounds :attr:`inbound`; ``metrics`` hears of reconnects and enquire_link
     round trips.
+
+    ``connections`` hands the pools' sizes to the caller (instances sharing an account's
+    connections, :mod:`smsgw.sharing`): a new pool starts with ``connections(name)`` of them,
+    a reload leaves sizes alone, and :meth:`resize` changes them.
     """
 
     def __init__(
@@ -289,8 +301,12 @@ class ProviderManager:
         health: HealthPolicy | None = None,
         inbound_buffer: int = 64,
         metrics: ConnectionMetrics | None = None,
+        connections: Callable[[str], int] | None = None,
     ) -> None:
         self._configs = _by_name(providers)
+        #: None: each pool keeps its config's ``connections``. Else the owner sizes the pools
+        #: (:meth:`resize`) and this gives a new pool's size by provider name.
+        self._sizes = connections
         self._metrics = metrics
         self._rand = rand
         self._connector = connector
@@ -396,6 +412,11 @@ class ProviderManager:
             slot = pool.pick()
             if slot is not None:
                 return await self._submit_on(pool, slot, pdu, deadline)
+            if pool.emptied:
+                # Sized to none by its owner: no connection will come to wait for.
+                raise ProviderUnavailable(
+                    provider, "this instance keeps none of its connections (shared limits)"
+                )
             with trio.move_on_at(deadline):
                 await pool.lot.park()
                 continue
@@ -553,7 +574,7 @@ class ProviderManager:
                     self._pools[name] = self._start_pool(config)
                     restarted.append(name)
                 elif pool.config != config:
-                    if config.connections != pool.config.connections:
+                    if self._sizes is None and config.connections != pool.config.connections:
                         dropped = self._resize(pool, config.connections)
                         if dropped:
                             retiring.append((dropped, _retire_bound(pool.client_config)))
@@ -584,6 +605,38 @@ class ProviderManager:
                         nursery.start_soon(self._retire_slots, slots, bound)
             return result
 
+    async def resize(
+        self, name: str, size: int, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Keep ``size`` connections of provider ``name`` (an unknown or removed provider:
+        nothing). New ones bind in the background; surplus ones (unbound first, then the least
+        busy) stop taking submits at once. Reports started when the pool has its new size, and
+        returns once the surplus connections have drained and unbound (or were cancelled
+        after their bound)."""
+        pool = self._pools.get(name)
+        if pool is None or pool.retired or self._closing:
+            task_status.started()
+            return
+        before = len(pool.slots)
+        pool.emptied = size == 0
+        dropped = self._resize(pool, size)
+        task_status.started()
+        if size != before:
+            log.info("%s: %d connection(s), now %d", name, before, size)
+        if dropped:
+            await self._retire_slots(dropped, _retire_bound(pool.client_config))
+
+    @property
+    def has_connections(self) -> bool:
+        """Whether any provider keeps a connection here (False only when the pools are sized
+        by their owner and it gave them none)."""
+        return any(pool.slots for pool in self._pools.values())
+
+    def size(self, name: str) -> int:
+        """Connections provider ``name`` keeps now (0 for an unknown one)."""
+        pool = self._pools.get(name)
+        return 0 if pool is None else len(pool.slots)
+
     def _resize(self, pool: _Pool, size: int) -> list[_Slot]:
         """Add slots up to ``size``, or take the surplus out of the pool and return it."""
         while len(pool.slots) < size:
@@ -602,9 +655,10 @@ class ProviderManager:
 
     def _start_pool(self, config: ProviderConfig) -> _Pool:
         pool = _Pool(config, self._policy)
-        for _ in range(config.connections):
+        size = config.connections if self._sizes is None else self._sizes(config.name)
+        for _ in range(size):
             self._add_slot(pool)
-        log.info("%s: starting %d connection(s)", config.name, config.connections)
+        log.info("%s: starting %d connection(s)", config.name, size)
         return pool
 
     def _add_slot(self, pool: _Pool) -> None:

@@ -3,11 +3,12 @@
 Scaling out as the docs describe it (docs/operations.md, "Scaling out with Redis"), on this
 machine: ``--processes`` gateway instances (2), each in its own process, on one Redis (a
 ``redis-server`` started for the run, AOF on, fsync every second) and one simulator (a child
-process, receipts at once), all binding with the same account. Each instance submits
-``--count / --processes`` messages through :meth:`Gateway.submit` (receipts on) while every
-instance sends whatever it leases. The SMSC sends each receipt on any of the sessions, so about
-``(N - 1) / N`` of them reach an instance that did not send the message and go through the
-receipt relay.
+process, receipts at once), all binding with the same account (2 connections per instance,
+divided among them by ``[queue.redis] share_limits``; a run starts once each instance holds its
+2). Each instance submits ``--count / --processes`` messages through :meth:`Gateway.submit`
+(receipts on) while every instance sends whatever it leases. The SMSC sends each receipt on
+any of the sessions, so about ``(N - 1) / N`` of them reach an instance that did not send the
+message and go through the receipt relay.
 
 A run ends when every accepted message is receipted and recorded (by the instance that sent it,
 directly or through the relay) or failed. It reports, as medians of ``--runs`` runs:
@@ -99,6 +100,7 @@ async def _serve_instance(args: argparse.Namespace) -> None:
         redis_url=args.redis_url,
         redis_prefix=args.prefix,
         instance_id=args.instance_id,
+        connections=args.connections,
     )
     request = SubmitRequest(to="46700000000", source="bench", text=TEXT, receipt=True)
     stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
@@ -107,6 +109,16 @@ async def _serve_instance(args: argparse.Namespace) -> None:
         gateway = Gateway(config)
         async with trio_asyncio.open_loop(), trio.open_nursery() as nursery:
             await nursery.start(gateway.run)
+            # Ready once the instances have divided the account's connections: 2 each, bound
+            # (the first to start takes them all, then gives the others theirs).
+            (name,) = gateway.providers.names
+
+            def divided() -> bool:
+                health = gateway.providers.health(name)
+                return health.kept == health.bound == 2
+
+            while not divided():
+                await trio.sleep(0.05)
             _emit({"ready": args.instance_id})
             await stdin.receive_some()  # the start signal
             cpu_start = _cpu_seconds()
@@ -214,6 +226,8 @@ async def one_run(
                         "--redis-url", redis_url, "--prefix", prefix,
                         "--instance-id", f"gw{n + 1}", "--smsc-port", str(smsc_port),
                         "--count", str(share[n]),
+                        # The account's connections: the instances share them, 2 each.
+                        "--connections", str(2 * instances),
                     ],
                     stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE,
@@ -372,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
     parser.add_argument("--instance-id", help=argparse.SUPPRESS)
     parser.add_argument("--smsc-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--connections", type=int, default=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_instance:
         from smsgw import logs

@@ -819,11 +819,28 @@ def test_check_config_notes_a_redis_queue_without_a_fixed_instance_id(
 ) -> None:
     path = tmp_path / "gateway.toml"
     redis = '[queue]\nbackend = "redis"\n[queue.redis]\nurl = "redis://127.0.0.1:6379/0"\n'
-    path.write_text(redis + provider("a"))
+    path.write_text(redis + provider("a", connections="2"))
     assert check_config.main([str(path)]) == 0
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and notes[0].startswith("note: gateway.instance_id: not set")
-    path.write_text('[gateway]\ninstance_id = "gw1"\n' + redis + provider("a"))
+    path.write_text('[gateway]\ninstance_id = "gw1"\n' + redis + provider("a", connections="2"))
+    assert check_config.main([str(path)]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
+def test_check_config_notes_a_provider_whose_one_connection_the_instances_share(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "gateway.toml"
+    redis = '[gateway]\ninstance_id = "gw1"\n[queue]\nbackend = "redis"\n[queue.redis]\n'
+    redis += 'url = "redis://127.0.0.1:6379/0"\n'
+    path.write_text(redis + provider("a", connections="2") + provider("b"))
+    assert check_config.main([str(path)]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and notes[0].startswith("note: providers[1].connections: 1, ")
+    # Not shared: each instance binds its own.
+    unshared = redis + "share_limits = false\n"
+    path.write_text(unshared + provider("a", connections="2") + provider("b"))
     assert check_config.main([str(path)]) == 0
     assert "note:" not in capsys.readouterr().out
 

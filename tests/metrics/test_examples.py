@@ -36,13 +36,19 @@ class Rates:
         return 10.0
 
 
+class Cluster:
+    instances = 2
+
+
 @pytest.fixture(scope="module")
 def exported() -> set[str]:
     """Every family name a fully driven gateway exports (counters without ``_total``)."""
     m = Metrics([p.name for p in CONFIG.providers], process=False)
     m.enquire_link_rtt("alpha", 0.01)
     m.task_restart("processor")
-    m.watch(providers=Providers(), rates=Rates(), queue=Queue(), outbox=Outbox())
+    m.watch(
+        providers=Providers(), rates=Rates(), queue=Queue(), outbox=Outbox(), cluster=Cluster()
+    )
     trio.run(m.refresh)
     text = m.render()[0].decode()
     return {family.name for family in text_string_to_metric_families(text)}

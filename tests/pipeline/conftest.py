@@ -4,12 +4,15 @@ Redis: one ``redis-server`` for the session, a fresh key prefix per test)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+
+from smsgw.adapters.redis import RedisClient, open_redis
 
 from .harness import EMBEDDED, Backend, Harness
 
@@ -20,6 +23,19 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
     with RedisServer.start(tmp_path_factory.mktemp("redis"), appendonly=True) as server:
         yield server
+
+
+@pytest.fixture
+async def redis(redis_server: Any) -> AsyncIterator[RedisClient]:
+    """A client of the session's Redis."""
+    async with open_redis(redis_server.url) as client:
+        yield client
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A fresh key prefix: a test's own queue, relay and cluster keys in the shared Redis."""
+    return f"t{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture

@@ -42,8 +42,9 @@ def instance(
     harness: Harness, name: str, queue: QueueConfig, port: int, **kw: Any
 ) -> GatewayConfig:
     """Instance ``name`` of a deployment: its own state directory, the shared queue, and the
-    provider on the simulator at ``port`` (every instance binds with the same account)."""
-    config = harness.config([provider("smsc", port, **kw)])
+    provider on the simulator at ``port`` (every instance binds with the same account, which
+    allows two connections: one each)."""
+    config = harness.config([provider("smsc", port, **{"connections": 2, **kw})])
     section = GatewaySection(state_dir=harness.tmp_path / name, drain_grace=2.0, instance_id=name)
     return attrs.evolve(config, gateway=section, queue=queue)
 
@@ -66,6 +67,19 @@ async def statuses(gateways: list[Gateway], ids: list[str]) -> dict[str, set[S]]
     return out
 
 
+async def settled(gateways: list[Gateway]) -> None:
+    """Until each instance keeps its one connection of the account, bound: the first to start
+    took both and has given the other's back (a receipt in flight on a connection that
+    unbinds may come again on another: the counts below would be off)."""
+
+    def one_each() -> bool:
+        return all(
+            (h.kept, h.bound) == (1, 1) for h in (g.providers.health("smsc") for g in gateways)
+        )
+
+    await wait_until(one_each, what="one connection each")
+
+
 def total(gateways: list[Gateway], field: str) -> int:
     return sum(getattr(g.stats(), field) for g in gateways)
 
@@ -79,6 +93,7 @@ async def test_every_receipt_is_recorded_whichever_instance_it_reaches(
     b = await redis_harness.gateway(instance(redis_harness, "b", queue, sim.port))
     gateways = [a, b]
     with trio.fail_after(30):
+        await settled(gateways)
         ids = await submit(a, 100)
         await wait_until(lambda: total(gateways, "receipts") == 100, what="100 receipts")
         # The instance that sent a message records its receipt: "delivered" in some instance.
@@ -143,6 +158,7 @@ async def test_a_receipt_no_instance_can_match_is_one_orphan(redis_harness: Harn
         for name in ("a", "b")
     ]
     with trio.fail_after(30):
+        await settled(gateways)
         await submit(gateways[0], 12)
         await wait_until(lambda: total(gateways, "receipts") == 12, what="12 receipts")
         # Counted once each, by the instance the SMSC sent it to, after its park time.

@@ -6,12 +6,8 @@ SMSC is answered, or answered with a temporary error when Redis cannot take it."
 from __future__ import annotations
 
 import socket
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import pytest
 import trio
 
 from smpp_codec.codec import encode
@@ -24,17 +20,6 @@ from smsgw.receipt_relay import ReceiptRelay
 from smsgw.storage import open_store
 
 from .test_dlr_batch import Answers
-
-
-@pytest.fixture
-async def redis(redis_server: Any) -> AsyncIterator[RedisClient]:
-    async with open_redis(redis_server.url) as client:
-        yield client
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}"
 
 
 def receipt_pdu(smsc_id: str) -> DeliverSm:

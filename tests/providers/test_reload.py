@@ -166,3 +166,36 @@ async def test_reload_refuses_duplicate_names_and_changes_nothing(setup: Setup) 
         with pytest.raises(ValueError, match="given twice"):
             await manager.reload([a, provider("x", sim.port), provider("x", sim.port)])
         assert manager.names == ("a",)
+
+
+async def test_pools_sized_by_their_owner_start_at_its_size_and_resize_only_on_request(
+    setup: Setup,
+) -> None:
+    """With ``connections=`` (instances sharing an account): a pool starts with the owner's
+    size, ``resize`` grows it or drains the surplus, and a reload leaves the size alone."""
+    sizes = {"b": 1}
+    with trio.fail_after(30):
+        sim_b = await setup.simulator()
+        b = provider("b", sim_b.port, connections=4)
+        manager = await setup.manager([b], connections=lambda name: sizes[name])
+        await until(lambda: manager.health("b").bound == 1)
+        assert manager.size("b") == 1 and manager.health("b").configured == 4
+        await manager.resize("b", 3)
+        await until(lambda: manager.health("b").bound == 3)
+        # A reload changing connections is an update: the owner divides the new number.
+        assert await manager.reload([attrs.evolve(b, connections=2)]) == ReloadResult(
+            updated=("b",)
+        )
+        assert manager.size("b") == 3
+        await manager.resize("b", 1)  # returns once the surplus has unbound
+        assert manager.size("b") == 1 and manager.health("b").kept == 1
+        assert sim_b.sim.stats.sessions == 1
+        assert sim_b.sim.stats.pdus_received["unbind"] == 2
+        await manager.resize("gone", 2)  # an unknown provider: nothing
+        assert manager.size("gone") == 0
+        # A pool restarted by a reload starts at the owner's size.
+        sizes["b"] = 2
+        restarted = attrs.evolve(b, connections=2, window=5)
+        assert await manager.reload([restarted]) == ReloadResult(restarted=("b",))
+        await until(lambda: manager.health("b").bound == 2)
+        await manager.submit("b", sm(), timeout=5)

@@ -1,0 +1,76 @@
+"""The instances of a Redis queue and their connection slot leases, on a real Redis
+(smsgw.cluster): membership expires, a slot is never held by two instances, leases are renewed,
+lost and taken back as documented."""
+
+from __future__ import annotations
+
+import trio
+
+from smsgw.adapters.redis import RedisClient
+from smsgw.cluster import Cluster
+
+
+async def test_members_are_listed_until_they_leave_or_expire(
+    redis: RedisClient, prefix: str
+) -> None:
+    a, b, c = (Cluster(redis, prefix, name) for name in "abc")
+    with trio.fail_after(10):
+        await a.heartbeat(["p", "q"], timeout=30)
+        await b.heartbeat(["p"], timeout=30)
+        seen = await c.heartbeat([], timeout=0.3)
+        assert seen.instances == ("a", "b", "c")
+        seen = await a.heartbeat(["p", "q"], timeout=30)
+        assert seen.by_provider == {"p": ("a", "b"), "q": ("a",)}
+        await b.leave(["p"], everything=True)
+        await trio.sleep(0.4)  # c's entry expires
+        seen = await a.heartbeat(["p", "q"], timeout=30)
+    assert seen.instances == ("a",)
+    assert seen.by_provider == {"p": ("a",), "q": ("a",)}
+
+
+async def test_concurrent_acquirers_never_hold_more_than_the_slots(
+    redis: RedisClient, prefix: str
+) -> None:
+    instances = [Cluster(redis, prefix, f"i{n}") for n in range(5)]
+    taken: dict[str, list[int]] = {}
+
+    async def grab(cluster: Cluster) -> None:
+        taken[cluster.instance] = await cluster.acquire("p", range(4), 3, ttl=30)
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            for cluster in instances:
+                nursery.start_soon(grab, cluster)
+        holders = await instances[0].holders("p", 4)
+    slots = [i for got in taken.values() for i in got]
+    assert sorted(slots) == [0, 1, 2, 3]  # each slot once, all of them taken
+    for cluster in instances:
+        for i in taken[cluster.instance]:
+            assert holders[i] == cluster.instance
+
+
+async def test_renew_keeps_takes_back_or_loses_a_slot(redis: RedisClient, prefix: str) -> None:
+    a, b = Cluster(redis, prefix, "a"), Cluster(redis, prefix, "b")
+    with trio.fail_after(10):
+        assert await a.acquire("p", [0, 1], 2, ttl=0.2) == [0, 1]
+        assert await b.acquire("p", [0, 1], 2, ttl=30) == []  # both held
+        await trio.sleep(0.3)  # a's leases expired
+        assert await b.acquire("p", [1], 1, ttl=30) == [1]
+        # Slot 0 was free: a takes it back; slot 1 is b's now: lost.
+        assert await a.renew("p", {0, 1}, ttl=30) == {0}
+        assert await a.holders("p", 3) == ["a", "b", None]
+        # Releasing gives back only what is a's.
+        await a.release("p", [0, 1])
+        assert await a.holders("p", 2) == [None, "b"]
+
+
+async def test_a_restarted_instance_takes_back_the_slots_under_its_id(
+    redis: RedisClient, prefix: str
+) -> None:
+    first = Cluster(redis, prefix, "a")
+    with trio.fail_after(10):
+        assert await first.acquire("p", range(3), 2, ttl=30) == [0, 1]
+        again = Cluster(redis, prefix, "a")  # the same instance_id after a crash
+        other = Cluster(redis, prefix, "b")
+        assert await other.acquire("p", range(3), 3, ttl=30) == [2]
+        assert await again.acquire("p", range(3), 3, ttl=30) == [0, 1]

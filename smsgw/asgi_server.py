@@ -14,7 +14,9 @@ scopes. What it does not: TLS (put a reverse proxy in front for that), HTTP/2, w
 the lifespan protocol (the gateway sets its apps up before serving them).
 
 One task per connection runs its requests one after the other, calling the app in that task:
-a request costs no task of its own. Every wait on the client is bounded by
+a request costs no task of its own. At most :attr:`ServerSettings.max_connections` are served at
+once: beyond that the server accepts no more until one closes (the kernel's backlog holds the
+newcomers, as a busy server's would), and logs a warning. Every wait on the client is bounded by
 :attr:`ServerSettings.timeout`; when it expires the connection is closed without an answer.
 A malformed request gets h11's status for it (400, or 431 for an oversized head) and the
 connection closes. An app that fails before answering gives the client a 500; after, a
@@ -27,10 +29,11 @@ ASGI notes: ``receive()`` after the end of the body (or once the client has gone
 from __future__ import annotations
 
 import email.utils
+import errno
 import http
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import unquote
 
@@ -65,6 +68,9 @@ class ServerSettings:
     #: Connections the kernel keeps waiting to be accepted (capped by net.core.somaxconn): a
     #: small backlog drops a burst of clients connecting at once, who then wait for a SYN retry.
     backlog: int = 1024
+    #: Connections served at once; beyond, no more are accepted until one closes (each holds a
+    #: file descriptor and a task: the cap keeps a flood of idle clients from taking them all).
+    max_connections: int = 1024
 
 
 def _url(sockname: tuple[Any, ...]) -> str:
@@ -96,8 +102,57 @@ async def serve(
             log.exception("HTTP connection from %s failed", connection.client)
 
     urls = [_url(listener.socket.getsockname()) for listener in listeners]
-    task_status.started(urls)
-    await trio.serve_listeners(handle, listeners)
+    capacity = trio.CapacityLimiter(settings.max_connections)
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(_accept, listener, handle, capacity, nursery)
+        task_status.started(urls)
+
+
+#: accept() errors that mean "out of resources": wait and try again, as trio.serve_listeners.
+_ACCEPT_CAPACITY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+#: Seconds to wait after such an error.
+_ACCEPT_RETRY = 0.1
+
+
+async def _accept(
+    listener: trio.SocketListener,
+    handle: Callable[[trio.SocketStream], Awaitable[None]],
+    capacity: trio.CapacityLimiter,
+    nursery: trio.Nursery,
+) -> None:
+    """Accept connections on ``listener`` while ``capacity`` has room; serve each in
+    ``nursery``, which gives its place back when the connection ends."""
+    while True:
+        place = object()
+        if capacity.available_tokens == 0:
+            log.warning(
+                "HTTP connections at the limit (%d): no more accepted until one closes",
+                capacity.total_tokens,
+            )
+        await capacity.acquire_on_behalf_of(place)
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            if exc.errno not in _ACCEPT_CAPACITY_ERRNOS:
+                raise  # the server stops (and its limiter with it)
+            capacity.release_on_behalf_of(place)
+            log.error("accept() failed (%s): trying again in %.1fs", exc, _ACCEPT_RETRY)
+            await trio.sleep(_ACCEPT_RETRY)
+            continue
+        nursery.start_soon(_serve_one, stream, handle, capacity, place)
+
+
+async def _serve_one(
+    stream: trio.SocketStream,
+    handle: Callable[[trio.SocketStream], Awaitable[None]],
+    capacity: trio.CapacityLimiter,
+    place: object,
+) -> None:
+    try:
+        await handle(stream)
+    finally:
+        capacity.release_on_behalf_of(place)
 
 
 class _Closed(OSError):

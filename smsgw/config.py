@@ -730,6 +730,8 @@ class ApiConfig:
     max_batch: int = attrs.field(default=1000, validator=between(1, 100_000))
     #: Largest request body accepted, in bytes (larger: HTTP 413).
     max_body_size: int = attrs.field(default=2 * 1024 * 1024, validator=at_least(1024))
+    #: Client connections served at once; beyond, new ones wait to be accepted.
+    max_connections: int = attrs.field(default=1024, validator=between(1, 100_000))
     #: A text needing more SMS parts than this is refused (422).
     max_parts: int = attrs.field(default=10, validator=between(1, 255))
     #: How long an ``Idempotency-Key`` or a ``client_ref`` is remembered.

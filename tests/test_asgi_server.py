@@ -839,8 +839,36 @@ async def test_answer_the_client_does_not_read_times_out(
 
 def test_default_settings() -> None:
     assert ServerSettings() == ServerSettings(
-        timeout=30.0, max_head=64 * 1024, max_drain=64 * 1024, backlog=1024
+        timeout=30.0, max_head=64 * 1024, max_drain=64 * 1024, backlog=1024, max_connections=1024
     )
+
+
+# -- the connection cap ----------------------------------------------------------------------
+
+
+async def test_beyond_max_connections_a_client_waits_until_one_closes(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    rec = Recorder()
+    server = await start_server(nursery, echo_app(rec), settings=ServerSettings(max_connections=2))
+    with trio.fail_after(LIMIT):
+        first, second = [await Connection.open(server.port) for _ in range(2)]
+        for conn in (first, second):
+            await conn.send(request("GET", "/held"))
+            assert (await conn.response()).status == 200  # both kept alive, idle
+        third = await Connection.open(server.port)  # the kernel's backlog takes it
+        await third.send(request("GET", "/third"))
+        # Not accepted while two are open: nothing comes back, and the app never saw it.
+        with trio.move_on_after(0.3):
+            await third.response()
+            pytest.fail("a third connection was served beyond max_connections = 2")
+        assert [scope["path"] for scope in rec.scopes] == ["/held", "/held"]
+        await first.aclose()
+        assert json.loads((await third.response()).body)["path"] == "/third"
+        # The second still works: the cap counts connections, it does not close them.
+        await second.send(request("GET", "/again"))
+        assert (await second.response()).status == 200
+    assert any("HTTP connections at the limit (2)" in r.getMessage() for r in caplog.records)
 
 
 # -- listening -------------------------------------------------------------------------------

@@ -13,13 +13,14 @@ nursery is cancelled (the daemon does so after the gateway has drained).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Mapping
 
 import trio
 
 from smsgw.adapters.sqlite import open_sqlite
-from smsgw.asgi_server import serve
+from smsgw.asgi_server import ServerSettings, serve
 from smsgw.config import GatewayConfig
 from smsgw.gateway import Gateway
 
@@ -55,7 +56,12 @@ async def serve_api(
         app = ApiApp(gateway, config.api, idempotency, coalescer, extra_routes=extra_routes)
         async with trio.open_nursery() as nursery:
             await nursery.start(coalescer.run)
-            binds: list[str] = await nursery.start(serve, app, config.api.listen, config.api.port)
+            settings = ServerSettings(max_connections=config.api.max_connections)
+            binds: list[str] = await nursery.start(
+                functools.partial(
+                    serve, app, config.api.listen, config.api.port, settings=settings
+                )
+            )
             port = bound_port(binds)
             log.info("API listening on %s", ", ".join(binds))
             task_status.started(port)

@@ -101,6 +101,29 @@ async def test_body_size_limit(nursery: trio.Nursery, tmp_path: Path) -> None:
     await api.stop()
 
 
+async def test_the_api_serves_at_most_max_connections_at_once(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    api = await start_api(
+        nursery, gateway_config(tmp_path, [provider("sim", 1)], api={"max_connections": 1})
+    )
+    with trio.fail_after(20):
+        async with api.client() as held, api.client() as waiting:
+            assert (await held.get("/healthz")).status_code == 200  # kept alive: the one place
+            answers: list[int] = []
+
+            async def ask() -> None:
+                answers.append((await waiting.get("/healthz")).status_code)
+
+            async with trio.open_nursery() as asking:
+                asking.start_soon(ask)
+                await trio.sleep(0.3)
+                assert answers == []  # not accepted while the other is open
+                await held.aclose()
+        assert answers == [200]
+    await api.stop()
+
+
 async def test_backpressure_when_the_queue_is_full(nursery: trio.Nursery, tmp_path: Path) -> None:
     # The provider never binds (nothing on port 1): messages stay in the queue.
     api = await start_api(

@@ -24,7 +24,7 @@ from smpp_codec import Request, Response
 from .backoff import Backoff
 from .config import BindMode, ClientConfig
 from .connection import BindKind, SmppConnection
-from .errors import BindError, RequestTimeout, SessionClosed
+from .errors import BindError, RequestTimeout, SessionClosed, ungrouped
 from .inbound import Inbound
 from .stats import ClientStats, Counters
 
@@ -270,24 +270,25 @@ async def open_client(
     """Run an :class:`SmppClient` for the duration of the block; close it gracefully on exit.
 
     With ``bound_timeout`` the block starts only once bound (``trio.TooSlowError`` otherwise).
-    Exceptions from the body arrive wrapped in an exception group (the client runs in a
-    nursery around it).
+    An exception from the body comes out as itself, though the client runs in a nursery
+    around it (several at once come out as a group).
     """
     client = SmppClient(config, **kwargs)  # type: ignore[arg-type]
     in_time = True
-    async with trio.open_nursery() as nursery:
-        await nursery.start(client.run)
-        if bound_timeout is not None:
-            with trio.move_on_after(bound_timeout):
-                await client.wait_bound()
-            in_time = client.bound
-        if in_time:
-            try:
-                yield client
-            finally:
+    with ungrouped():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(client.run)
+            if bound_timeout is not None:
+                with trio.move_on_after(bound_timeout):
+                    await client.wait_bound()
+                in_time = client.bound
+            if in_time:
+                try:
+                    yield client
+                finally:
+                    client.stop()
+            else:
                 client.stop()
-        else:
-            client.stop()
     if not in_time:
         # Raised outside the nursery, so the caller can catch it without an exception group.
         raise trio.TooSlowError(f"not bound within {bound_timeout}s: {client.last_error}")

@@ -70,6 +70,7 @@ from .errors import (
     SmppClientError,
     ThrottledError,
     error_for_status,
+    ungrouped,
 )
 from .inbound import Inbound
 from .stats import Counters
@@ -681,22 +682,25 @@ async def open_connection(
 ) -> AsyncIterator[SmppConnection]:
     """Bind over ``stream`` and yield the bound connection; close it gracefully on exit.
 
-    Raises :class:`BindError` when the SMSC refuses. Exceptions from the body arrive wrapped in
-    an exception group (the connection's tasks run in a nursery around it).
+    Raises :class:`BindError` when the SMSC refuses. An exception from the body comes out as
+    itself, though the connection's tasks run in a nursery around it (several at once come out
+    as a group).
     """
     conn = SmppConnection(stream, config, kind, inbound=inbound, name=name)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(conn.run)
-        await conn.wait_bound()
-        if conn.bind_error is None and conn.end_reason is None:
-            try:
-                yield conn
-            finally:
-                with trio.CancelScope(shield=True):
-                    with trio.move_on_after(config.drain_timeout + 3 * config.response_timeout):
-                        await conn.aclose()
-                    conn.abort("context exited")
-            return
+    with ungrouped():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(conn.run)
+            await conn.wait_bound()
+            if conn.bind_error is None and conn.end_reason is None:
+                try:
+                    yield conn
+                finally:
+                    with trio.CancelScope(shield=True):
+                        bound = config.drain_timeout + 3 * config.response_timeout
+                        with trio.move_on_after(bound):
+                            await conn.aclose()
+                        conn.abort("context exited")
+                return
     # Not bound: raised outside the nursery, so the caller catches it without a group.
     if conn.bind_error is not None:
         raise conn.bind_error

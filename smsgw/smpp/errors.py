@@ -8,6 +8,8 @@ SMSC's ``command_status`` where there is one.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Final
 
 from smpp_codec import CommandStatus, Pdu, status_name
@@ -123,3 +125,17 @@ def error_for_status(command_status: int, response: Pdu | None) -> SmppClientErr
     if command_status in THROTTLING:
         return ThrottledError(command_status, response)
     return SubmitRejected(command_status, response)
+
+
+@contextlib.contextmanager
+def ungrouped() -> Iterator[None]:
+    """Around a nursery that runs a context manager's block: what the block raised comes out
+    as itself, not in the exception group the nursery makes of it. Several exceptions at once
+    (the block's and a task's) stay a group; so does a group the block raised itself."""
+    try:
+        yield
+    except ExceptionGroup as group:
+        if len(group.exceptions) != 1:
+            raise
+        (lone,) = group.exceptions
+        raise lone from lone.__cause__

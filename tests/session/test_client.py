@@ -206,3 +206,20 @@ async def test_open_client_raises_too_slow_when_never_bound(
     with pytest.raises(trio.TooSlowError, match="not bound within 3"):
         async with open_client(CONFIG, bound_timeout=3, connector=Script(["fail"] * 100)):
             pytest.fail("the block must not run")
+
+
+async def test_open_client_hands_the_bodys_exception_back_as_itself(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Not in the exception group of the client's nursery; its cause kept. A group the body
+    raised stays that group."""
+    from smsgw.smpp import open_client
+
+    cause = KeyError("why")
+    with pytest.raises(ValueError, match="mine") as info:
+        async with open_client(CONFIG, connector=Script(["fail"] * 100)):
+            raise ValueError("mine") from cause
+    assert info.value.__cause__ is cause
+    with pytest.RaisesGroup(KeyError, match="callers"):
+        async with open_client(CONFIG, connector=Script(["fail"] * 100)):
+            raise ExceptionGroup("callers", [KeyError("k")])

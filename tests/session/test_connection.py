@@ -511,3 +511,23 @@ async def test_open_connection_raises_the_bind_error(
         async with open_connection(stream, CONFIG):
             pytest.fail("the block must not run")
     assert info.value.permanent
+
+
+async def test_open_connection_hands_the_bodys_exception_back_as_itself(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    from smsgw.smpp import open_connection
+
+    stream, smsc = stream_pair()
+
+    async def serve() -> None:
+        bind = await smsc.expect(BindTransceiver)
+        await smsc.send(bind.response())
+        unbind = await smsc.expect(Unbind)
+        await smsc.send(unbind.response())
+
+    nursery.start_soon(serve)
+    with pytest.raises(ValueError, match="mine"):
+        async with open_connection(stream, CONFIG) as conn:
+            raise ValueError("mine")
+    assert conn.finished.is_set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import struct
 
 import pytest
@@ -474,22 +475,25 @@ async def test_graceful_close_gives_up_on_the_window_after_drain_timeout(
     assert h.result == ["closed by us"]
 
 
+async def one_session(smsc: FakeSmsc, *, submits: int) -> None:
+    """The SMSC's side of one session: accept the bind, answer ``submits`` submit_sm (message
+    id ``m``), answer the unbind."""
+    bind = await smsc.expect(BindTransceiver)
+    await smsc.send(bind.response())
+    for _ in range(submits):
+        req = await smsc.expect(SubmitSm)
+        await smsc.send(req.response(message_id="m"))
+    unbind = await smsc.expect(Unbind)
+    await smsc.send(unbind.response())
+
+
 async def test_open_connection_binds_and_closes_gracefully(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
     from smsgw.smpp import open_connection
 
     stream, smsc = stream_pair()
-
-    async def serve() -> None:
-        bind = await smsc.expect(BindTransceiver)
-        await smsc.send(bind.response())
-        req = await smsc.expect(SubmitSm)
-        await smsc.send(req.response(message_id="m"))
-        unbind = await smsc.expect(Unbind)
-        await smsc.send(unbind.response())
-
-    nursery.start_soon(serve)
+    nursery.start_soon(functools.partial(one_session, smsc, submits=1))
     async with open_connection(stream, CONFIG) as conn:
         assert (await conn.submit(sm())).message_id == "m"  # type: ignore[attr-defined]
     assert conn.finished.is_set() and conn.end_reason == "closed by us"
@@ -519,14 +523,7 @@ async def test_open_connection_hands_the_bodys_exception_back_as_itself(
     from smsgw.smpp import open_connection
 
     stream, smsc = stream_pair()
-
-    async def serve() -> None:
-        bind = await smsc.expect(BindTransceiver)
-        await smsc.send(bind.response())
-        unbind = await smsc.expect(Unbind)
-        await smsc.send(unbind.response())
-
-    nursery.start_soon(serve)
+    nursery.start_soon(functools.partial(one_session, smsc, submits=0))
     with pytest.raises(ValueError, match="mine"):
         async with open_connection(stream, CONFIG) as conn:
             raise ValueError("mine")

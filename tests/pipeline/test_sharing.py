@@ -29,7 +29,7 @@ from .harness import Backend, Harness, provider, wait_status, wait_until
 
 #: Short enough for tests: a dead instance's slots are free after TIMEOUT.
 HEARTBEAT = 0.2
-TIMEOUT = 1.0
+TIMEOUT = 2.0
 ACCOUNT = "smsc"
 
 

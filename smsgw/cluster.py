@@ -143,9 +143,7 @@ class Cluster:
         """Say this instance is alive (and runs ``providers``) for ``timeout`` seconds more;
         the live instances."""
         keys = [self._members_key(), *(self._members_key(p) for p in providers)]
-        reply = await self._redis.run_script(
-            _HEARTBEAT, keys, [self.instance, _ms(timeout)]
-        )
+        reply = await self._redis.run_script(_HEARTBEAT, keys, [self.instance, _ms(timeout)])
         lists = [tuple(sorted(_text(m) for m in members)) for members in reply]
         return Membership(lists[0], dict(zip(providers, lists[1:], strict=True)))
 

@@ -13,11 +13,13 @@ so that together they stay within what the SMSC allows.
 - :func:`rate_share`: an instance's share of the provider's rate is its share of the
   connections it holds. Connection slots are leased (never more than ``total`` held at once),
   so the rates of all instances never add up to more than the configured rate.
+- :func:`global_share`: its share of the global limit is its share of all the providers'
+  capacity (their rates), by the slots it holds: the same reasoning over all providers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 
 __all__ = ["connection_share", "global_share", "rate_share", "surplus"]
 
@@ -46,7 +48,15 @@ def rate_share(held: int, total: int) -> float:
     return min(1.0, max(1, held) / total)
 
 
-def global_share(instances: int) -> float:
-    """The share of ``[rate_limit] per_second`` (over all providers) for each of
-    ``instances`` live instances."""
-    return 1.0 / max(1, instances)
+def global_share(held: Mapping[str, tuple[int, int, float]], instances: int) -> float:
+    """This instance's share of ``[rate_limit] per_second`` (the limit over all providers):
+    its share of the providers' configured capacity, the sum of their rates. ``held`` maps
+    each provider to (slots held here, its ``connections``, its rate). Since no more than a
+    provider's slots are held at once, the shares of all instances add up to at most 1; an
+    instance holding a larger part of the connections sends more, and takes more of the
+    limit. One holding no slot (it sends nothing) gets one instance's even share."""
+    total = sum(rate for _held, _slots, rate in held.values())
+    mine = sum(rate * min(n, slots) / slots for n, slots, rate in held.values())
+    if total <= 0 or mine <= 0:
+        return 1.0 / max(1, instances)
+    return min(1.0, mine / total)

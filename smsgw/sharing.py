@@ -9,8 +9,8 @@ together. Every ``heartbeat`` seconds, :meth:`SharedLimits.run`:
    share (:func:`smsgw.shares.connection_share`), or gives its surplus back (after those
    connections have drained and unbound), and sizes the provider's pool to the slots held
    (:meth:`ProviderManager.resize`);
-3. sets each provider's rate limit to the share of the slots held, and the global limit to one
-   instance's share (:meth:`RateLimiter.set_shares`).
+3. sets each provider's rate limit to the share of its slots held here, and the global limit
+   to the share of all providers' capacity those slots are (:meth:`RateLimiter.set_shares`).
 
 An instance that stops gives its slots back at once (:meth:`SharedLimits.aclose`); the slots of
 one that dies are free once their leases expire (``instance_timeout``), and the others then
@@ -152,7 +152,11 @@ class SharedLimits:
             name: rate_share(self.connections(name), config.connections)
             for name, config in self._configs.items()
         }
-        self._limiter().set_shares(shares, global_share(self.instances), trio.current_time())
+        held = {
+            name: (self.connections(name), config.connections, config.rate.per_second)
+            for name, config in self._configs.items()
+        }
+        self._limiter().set_shares(shares, global_share(held, self.instances), trio.current_time())
 
     # -- one round ---------------------------------------------------------------------------
 

@@ -61,8 +61,44 @@ def test_rate_share_follows_the_slots_held() -> None:
     # Holding none (it cannot send then): one slot's share keeps the limiter valid.
     assert rate_share(0, 4) == 0.25
     assert rate_share(5, 4) == 1.0  # briefly above a shrunk account: never above the whole
-    assert global_share(4) == 0.25
-    assert global_share(0) == 1.0
+
+
+def test_the_global_share_is_the_share_of_all_providers_capacity_held() -> None:
+    # a: 4 connections at 100/s, b: 2 at 50/s. Half of each: half the capacity.
+    assert global_share({"a": (2, 4, 100.0), "b": (1, 2, 50.0)}, instances=2) == 0.5
+    # All of a, none of b: 100 of 150.
+    assert global_share({"a": (4, 4, 100.0), "b": (0, 2, 50.0)}, instances=2) == pytest.approx(
+        2 / 3
+    )
+    # Three instances, two connections: the two holding one each take half each, not a third.
+    assert global_share({"a": (1, 2, 100.0)}, instances=3) == 0.5
+    # Holding nothing (sending nothing): an even share keeps the limiter valid.
+    assert global_share({"a": (0, 2, 100.0)}, instances=3) == pytest.approx(1 / 3)
+    assert global_share({}, instances=0) == 1.0
+
+
+@given(
+    providers=st.lists(st.tuples(st.integers(1, 8), st.floats(1, 1000)), min_size=1, max_size=4),
+    instances=st.lists(
+        st.text("abcdef", min_size=1, max_size=3), min_size=1, max_size=5, unique=True
+    ),
+)
+def test_the_global_shares_of_instances_dividing_the_slots_add_up_to_one(
+    providers: list[tuple[int, float]], instances: list[str]
+) -> None:
+    """Each instance holding its connection share of every provider: their global shares add
+    up to 1 when every instance holds some slot, never to more than 1 + the even shares of
+    those holding none."""
+    shares = []
+    idle = 0
+    for me in instances:
+        held = {
+            str(i): (connection_share(instances, me, slots), slots, rate)
+            for i, (slots, rate) in enumerate(providers)
+        }
+        shares.append(global_share(held, len(instances)))
+        idle += all(n == 0 for n, _slots, _rate in held.values())
+    assert sum(shares) == pytest.approx(1 + idle / len(instances))
 
 
 # --- the limiter taking a share -------------------------------------------------------------
@@ -145,7 +181,7 @@ rate = { per_second = 60 }
         environ={},
     )
     limiter = RateLimiter.from_config(config)
-    limiter.set_shares({"a": 0.25, "gone": 0.5}, global_share(3), now=0.0)
+    limiter.set_shares({"a": 0.25, "gone": 0.5}, 1 / 3, now=0.0)
     assert limiter.current_rate("a") == 25
     assert limiter.current_rate("b") == 60  # not named: unchanged
     assert limiter.global_bucket is not None

@@ -165,9 +165,7 @@ async def test_a_reload_divides_the_new_number_of_connections(redis_harness: Har
             smaller = attrs.evolve(config.providers[0], connections=2)
             await gateway.reload(attrs.evolve(config, providers=(smaller,)))
         await wait_until(lambda: kept(a) == (1, 1) and kept(b) == (1, 1), what="1 and 1")
-        await wait_until(
-            lambda: sim.sim.stats.sessions_by_account == {ACCOUNT: 2}, what="2 bound"
-        )
+        await wait_until(lambda: sim.sim.stats.sessions_by_account == {ACCOUNT: 2}, what="2 bound")
         assert a.current_rate(ACCOUNT) == b.current_rate(ACCOUNT) == 50
     never_over_the_account(sim)
 
@@ -201,9 +199,7 @@ async def test_an_instance_holding_no_connection_leases_nothing_and_others_send(
     sim = await account_simulator(redis_harness)
     queue = shared_queue(redis_harness)
     gateways = [
-        await redis_harness.gateway(
-            instance(redis_harness, name, queue, sim.port, connections=2)
-        )
+        await redis_harness.gateway(instance(redis_harness, name, queue, sim.port, connections=2))
         for name in "abc"
     ]
     a, b, c = gateways

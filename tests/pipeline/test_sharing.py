@@ -219,3 +219,28 @@ async def test_an_instance_holding_no_connection_leases_nothing_and_others_send(
     with pytest.raises(ProviderUnavailable, match="keeps none of its connections"):
         pdu = SubmitSm(sequence_number=0, destination_addr="49151")
         await c.providers.submit(ACCOUNT, pdu, timeout=5)
+
+
+async def test_a_provider_removed_by_a_reload_gives_its_slots_back(
+    redis_harness: Harness,
+) -> None:
+    sim = await account_simulator(redis_harness)
+    queue = shared_queue(redis_harness)
+    config = instance(redis_harness, "a", queue, sim.port)
+    other = provider("other", sim.port, connections=2)
+    config = attrs.evolve(config, providers=(*config.providers, other))
+    assert queue.redis is not None
+    with trio.fail_after(30):
+        a = await redis_harness.gateway(config)
+        await wait_until(
+            lambda: a.providers.health("other").bound == 2 and kept(a) == (4, 4), what="bound"
+        )
+        async with open_redis(queue.redis.url) as redis:
+            observer = Cluster(redis, queue.redis.prefix, "observer")
+            assert await observer.holders("other", 2) == ["a", "a"]
+            await a.reload(attrs.evolve(config, providers=config.providers[:1]))
+            assert await observer.holders("other", 2) == [None, None]
+            seen = await observer.heartbeat(["smsc", "other"], timeout=0.001)
+    assert seen.by_provider["other"] == ("observer",)
+    assert "a" in seen.by_provider["smsc"]
+    assert kept(a) == (4, 4)

@@ -425,6 +425,23 @@ def test_queue_backend_is_a_tagged_union() -> None:
     ]
 
 
+def test_shared_limits_settings_of_a_redis_queue() -> None:
+    redis = '[queue]\nbackend = "redis"\n[queue.redis]\nurl = "redis://r"\n'
+    shared = parse(redis + provider()).queue.redis
+    assert shared is not None
+    assert (shared.share_limits, shared.heartbeat, shared.instance_timeout) == (True, 2.0, 10.0)
+    settings = 'share_limits = false\nheartbeat = "1s"\ninstance_timeout = "3s"\n'
+    tuned = parse(redis + settings + provider()).queue.redis
+    assert tuned is not None
+    assert (tuned.share_limits, tuned.heartbeat, tuned.instance_timeout) == (False, 1.0, 3.0)
+    assert problems(redis + 'heartbeat = "5s"\n' + provider()) == [
+        "queue.redis.instance_timeout: expected at least 3 x heartbeat (15s), got 10s"
+    ]
+    assert problems(redis + 'heartbeat = "0s"\n' + provider())[0].startswith(
+        "queue.redis.heartbeat: "
+    )
+
+
 def test_retry_section_is_the_retry_policy() -> None:
     config = parse(
         '[retry]\nmax_attempts = 3\ninitial_delay = "250ms"\nmax_delay = "1m"\njitter = 0\n'

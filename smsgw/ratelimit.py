@@ -14,7 +14,7 @@ number of seconds to wait. The caller sleeps and asks again.
 - :class:`RateLimiter`: the global limit AND each provider's, granted atomically (tokens are
   taken from both or from neither).
 
-Instances sharing an account (:mod:`smsgw.cluster`) each take a *share* of its limits
+Instances sharing an account (:mod:`smsgw.sharing`) each take a *share* of its limits
 (:meth:`TokenBucket.set_share`, :meth:`ProviderLimiter.set_share`): the configured figures are
 the whole account's, and the shares of all instances add up to them.
 """

@@ -426,6 +426,14 @@ class Gateway:
             raise GatewayNotRunning("the gateway is not running")
         return self._manager
 
+    def instances(self) -> tuple[str, ...] | None:
+        """The instances sharing the providers' limits with this one (its own id included),
+        alive at the last heartbeat; None when the limits are not shared (the embedded queue,
+        or ``share_limits`` off) or the gateway is not running."""
+        if self._shared is None:
+            return None
+        return self._shared.membership.instances
+
     def current_rate(self, provider: str) -> float:
         """The rate the limiter allows ``provider`` now (AIMD), a metric; ``KeyError`` if there
         is no such provider."""

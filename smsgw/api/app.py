@@ -529,6 +529,7 @@ class ApiApp:
                 "providers": items,
                 "queue": views.depth(depth),
                 "max_queue_depth": gateway.config.queue.max_depth,
+                "instances": gateway.instances(),
             },
         )
 

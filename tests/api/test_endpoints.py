@@ -240,6 +240,7 @@ async def test_providers_shows_connections_rates_and_queue(api: Api) -> None:
     assert sim["connections"][0]["state"] == "bound"
     assert set(body["queue"]) == {"ready", "delayed", "leased", "dead", "ready_by_priority"}
     assert body["max_queue_depth"] == api.config.queue.max_depth
+    assert body["instances"] is None  # the embedded queue: nothing shared
 
 
 async def test_health_and_readiness(api: Api) -> None:

@@ -96,6 +96,7 @@ async def test_two_instances_divide_the_accounts_connections_and_rate(
         assert metric(b, 'smsgw_provider_connections_kept{provider="smsc"}') == 2
         assert metric(b, 'smsgw_provider_connections_configured{provider="smsc"}') == 4
         assert metric(b, "smsgw_cluster_instances") == 2
+        assert a.instances() == b.instances() == ("a", "b")
         results = await a.submit(
             [SubmitRequest(to=f"4915112{n:04d}", source="ACME", text=f"n{n}") for n in range(20)]
         )

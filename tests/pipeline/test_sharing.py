@@ -22,7 +22,7 @@ from smsgw.gateway import Gateway
 from smsgw.messages import Accepted, SubmitRequest
 from smsgw.model import MessageStatus
 from smsgw.providers import ProviderUnavailable
-from smsgw.simulator import SimulatorConfig
+from smsgw.simulator import Faults, SimulatorConfig
 from smsgw.testing.redis import RedisServer
 
 from .harness import Backend, Harness, provider, wait_status, wait_until
@@ -245,3 +245,97 @@ async def test_a_provider_removed_by_a_reload_gives_its_slots_back(
     assert seen.by_provider["other"] == ("observer",)
     assert "a" in seen.by_provider["smsc"]
     assert kept(a) == (4, 4)
+
+
+async def test_instances_coming_and_going_never_bind_more_than_the_account(
+    redis_harness: Harness, nursery: trio.Nursery
+) -> None:
+    """Three instances start, drain, crash and come back (a seeded order) while messages are
+    submitted: at no moment does the account have more than its 4 sessions bound, and every
+    message accepted is delivered."""
+    sim = await account_simulator(redis_harness)
+    queue = attrs.evolve(shared_queue(redis_harness), visibility_timeout=3.0)
+    rng = random.Random(6)
+    running: dict[str, tuple[Gateway, trio.CancelScope]] = {}
+    ids: list[str] = []
+
+    async def start(name: str) -> None:
+        gateway = Gateway(instance(redis_harness, name, queue, sim.port), rand=random.Random(name))
+        scope = trio.CancelScope()
+
+        async def run(task_status: trio.TaskStatus[None]) -> None:
+            with scope:
+                await gateway.run(task_status=task_status)
+
+        await nursery.start(run)
+        running[name] = (gateway, scope)
+
+    async def submit_some(gateway: Gateway, n: int) -> None:
+        results = await gateway.submit(
+            [
+                SubmitRequest(to=f"4915112{len(ids) + k:04d}", source="ACME", text="x")
+                for k in range(n)
+            ]
+        )
+        ids.extend(r.id for r in results if isinstance(r, Accepted))
+
+    with trio.fail_after(60):
+        for name in "abc":
+            await start(name)
+        for _ in range(8):
+            await submit_some(rng.choice(list(running.values()))[0], 10)
+            await trio.sleep(rng.uniform(0.1, 0.6))
+            down = [n for n in "abc" if n not in running]
+            if down and (len(running) == 1 or rng.random() < 0.5):
+                await start(rng.choice(down))
+                continue
+            name = rng.choice(sorted(running))
+            gateway, scope = running.pop(name)
+            if rng.random() < 0.5:
+                await gateway.drain(1.0)
+            else:
+                scope.cancel()  # a crash: nothing said to Redis
+        for name in "abc":
+            if name not in running:
+                await start(name)
+        gateways = [g for g, _ in running.values()]
+        await wait_until(
+            lambda: sum(kept(g)[1] for g in gateways) == 4, timeout=TIMEOUT + 10, what="4 bound"
+        )
+        for message_id in ids:
+            await wait_status_anywhere(gateways, message_id)
+        for gateway, _scope in running.values():
+            await gateway.drain(1.0)
+    assert len(ids) == 80
+    never_over_the_account(sim)
+
+
+async def wait_status_anywhere(gateways: list[Gateway], message_id: str) -> None:
+    """Until some instance's database says ``message_id`` was delivered."""
+    while True:
+        for gateway in gateways:
+            view = await gateway.message(message_id)
+            if view is not None and view.status is MessageStatus.DELIVERED:
+                return
+        await trio.sleep(0.05)
+
+
+async def test_a_connection_given_back_unbinds_before_its_slot_goes_to_another_instance(
+    redis_harness: Harness,
+) -> None:
+    """Answers take 0.3 s, so a's connections are busy when b starts: those a gives back
+    drain their window and unbind first, and only then can b bind in their place."""
+    sim = await redis_harness.simulator(
+        SimulatorConfig(seed=1, max_binds=4, faults=Faults(latency=0.3))
+    )
+    queue = shared_queue(redis_harness)
+    with trio.fail_after(30):
+        a = await redis_harness.gateway(instance(redis_harness, "a", queue, sim.port))
+        await wait_until(lambda: kept(a) == (4, 4), what="a binds 4")
+        await a.submit(
+            [SubmitRequest(to=f"4915112{n:04d}", source="ACME", text="x") for n in range(300)]
+        )
+        await wait_until(lambda: a.providers.health(ACCOUNT).in_flight > 10, what="busy")
+        b = await redis_harness.gateway(instance(redis_harness, "b", queue, sim.port))
+        await wait_until(lambda: kept(a) == (2, 2) and kept(b) == (2, 2), what="2 and 2")
+    never_over_the_account(sim)

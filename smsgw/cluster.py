@@ -25,6 +25,7 @@ decided in :mod:`smsgw.shares`, and done by :mod:`smsgw.sharing`.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -37,16 +38,19 @@ if TYPE_CHECKING:
 
 __all__ = ["Cluster", "Membership"]
 
-# KEYS: member sets; ARGV: instance, timeout (ms). Refreshes the caller's entry in every set,
-# drops the expired ones, and returns each set's members.
+# KEYS: the instance's run key, then member sets; ARGV: instance, timeout (ms), run token.
+# Writes the token to the run key (returning the one it held), refreshes the caller's entry in
+# every set, drops the expired ones, and returns each set's members after the old token.
 _HEARTBEAT = LuaScript(
     "cluster heartbeat",
     """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local timeout = tonumber(ARGV[2])
-local out = {}
-for i, key in ipairs(KEYS) do
+local out = {redis.call('GET', KEYS[1])}
+redis.call('SET', KEYS[1], ARGV[3], 'PX', timeout)
+for i = 2, #KEYS do
+  local key = KEYS[i]
   redis.call('ZADD', key, now + timeout, ARGV[1])
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   redis.call('PEXPIRE', key, 2 * timeout)
@@ -122,6 +126,10 @@ class Membership:
 
     instances: tuple[str, ...]
     by_provider: Mapping[str, tuple[str, ...]]
+    #: Another run of this ``instance_id`` heartbeat since this one last did (or, at its first
+    #: heartbeat, within the timeout before it): another process with the same id, or this
+    #: instance's previous run.
+    same_id: bool = False
 
 
 class Cluster:
@@ -131,6 +139,10 @@ class Cluster:
         self._redis = redis
         self._tag = "{" + prefix + "}"  # a hash tag, as the queue's keys
         self.instance = instance
+        #: This run's token, written at each heartbeat: another token found there means
+        #: another process heartbeats under the same ``instance_id`` (:attr:`Membership.same_id`).
+        self.run = secrets.token_hex(8)
+        self._run_key = f"{self._tag}:cluster:run:{instance}"
 
     def _members_key(self, provider: str | None = None) -> str:
         base = f"{self._tag}:cluster:instances"
@@ -142,10 +154,17 @@ class Cluster:
     async def heartbeat(self, providers: Sequence[str], *, timeout: float) -> Membership:
         """Say this instance is alive (and runs ``providers``) for ``timeout`` seconds more;
         the live instances."""
-        keys = [self._members_key(), *(self._members_key(p) for p in providers)]
-        reply = await self._redis.run_script(_HEARTBEAT, keys, [self.instance, _ms(timeout)])
+        keys = [
+            self._run_key,
+            self._members_key(),
+            *(self._members_key(p) for p in providers),
+        ]
+        previous, *reply = await self._redis.run_script(
+            _HEARTBEAT, keys, [self.instance, _ms(timeout), self.run]
+        )
         lists = [tuple(sorted(_text(m) for m in members)) for members in reply]
-        return Membership(lists[0], dict(zip(providers, lists[1:], strict=True)))
+        same_id = previous is not None and _text(previous) != self.run
+        return Membership(lists[0], dict(zip(providers, lists[1:], strict=True)), same_id)
 
     async def acquire(
         self, provider: str, candidates: Sequence[int], wanted: int, *, ttl: float
@@ -175,13 +194,16 @@ class Cluster:
             await self._redis.run_script(_RELEASE, keys, [self.instance])
 
     async def leave(self, providers: Iterable[str], *, everything: bool) -> None:
-        """Leave the member sets of ``providers`` (and the set of all instances when
-        ``everything``)."""
+        """Leave the member sets of ``providers`` (and, when ``everything``, the set of all
+        instances, and this run's token)."""
         keys = [self._members_key(p) for p in providers]
         if everything:
             keys.append(self._members_key())
-        if keys:
-            await self._redis.pipeline([("ZREM", key, self.instance) for key in keys])
+        commands: list[tuple[str, ...]] = [("ZREM", key, self.instance) for key in keys]
+        if everything:
+            commands.append(("DEL", self._run_key))
+        if commands:
+            await self._redis.pipeline(commands)
 
     async def holders(self, provider: str, total: int) -> list[str | None]:
         """Who holds each of the slots ``0 .. total - 1`` of ``provider`` (None: free)."""

@@ -38,6 +38,9 @@ __all__ = ["SharedLimits"]
 
 log = logging.getLogger("smsgw.sharing")
 
+#: Seconds between two errors about another process using this instance's id.
+SAME_ID_LOG_INTERVAL = 60.0
+
 
 class SharedLimits:
     """This instance's share of every provider's connections and rates; see the module
@@ -69,6 +72,8 @@ class SharedLimits:
         self._nursery: trio.Nursery | None = None
         self._cancel = trio.CancelScope()
         self._closed = False
+        #: When the last "another process uses this instance_id" error was logged.
+        self._same_id_logged: float | None = None
 
     def connections(self, provider: str) -> int:
         """Connections ``provider``'s pool keeps now: the slots held (the manager's sizes)."""
@@ -171,6 +176,8 @@ class SharedLimits:
             self.membership = await self._cluster.heartbeat(
                 list(self._configs), timeout=self.timeout
             )
+            if self.membership.same_id:
+                self._same_id(now, first=self._last_ok is None)
             for name, config in self._configs.items():
                 await self._size(name, config)
         except QueueError as exc:
@@ -233,6 +240,26 @@ class SharedLimits:
         except QueueError as exc:
             log.info("%s: slots %s not given back (they expire): %s", name, slots, exc)
         self._releasing.get(name, set()).difference_update(slots)
+
+    def _same_id(self, now: float, *, first: bool) -> None:
+        """Another process heartbeat under this ``instance_id``: both would take the same
+        connection slots (more binds than the account allows) and read the same relayed
+        receipts. At the first heartbeat it may be this instance's own previous run."""
+        instance = self._cluster.instance
+        if first:
+            log.warning(
+                "instance_id %s was in use less than %gs ago: by this instance before a "
+                "restart, or by another process (each instance needs its own)",
+                instance,
+                self.timeout,
+            )
+        elif self._same_id_logged is None or now - self._same_id_logged >= SAME_ID_LOG_INTERVAL:
+            log.error(
+                "instance_id %s is in use by another running process too: give each instance "
+                "its own ([gateway] instance_id), or they bind more than the accounts allow",
+                instance,
+            )
+            self._same_id_logged = now
 
     def _unreachable(self, now: float, exc: QueueError) -> None:
         """A round failed. Past ``timeout - heartbeat`` without one that worked, the leases may

@@ -74,3 +74,20 @@ async def test_a_restarted_instance_takes_back_the_slots_under_its_id(
         other = Cluster(redis, prefix, "b")
         assert await other.acquire("p", range(3), 3, ttl=30) == [2]
         assert await again.acquire("p", range(3), 3, ttl=30) == [0, 1]
+
+
+async def test_two_runs_of_one_instance_id_are_told_apart(redis: RedisClient, prefix: str) -> None:
+    first, second = Cluster(redis, prefix, "a"), Cluster(redis, prefix, "a")
+    other = Cluster(redis, prefix, "b")
+    with trio.fail_after(10):
+        assert not (await first.heartbeat(["p"], timeout=30)).same_id
+        assert not (await first.heartbeat(["p"], timeout=30)).same_id  # its own token
+        assert not (await other.heartbeat(["p"], timeout=30)).same_id  # another id
+        # A second process with the same id: each sees the other's token from now on.
+        assert (await second.heartbeat(["p"], timeout=30)).same_id
+        assert (await first.heartbeat(["p"], timeout=30)).same_id
+        # A run that leaves takes its token with it: a restart after a drain is not suspect.
+        await first.leave(["p"], everything=True)
+        await second.leave(["p"], everything=True)
+        again = Cluster(redis, prefix, "a")
+        assert not (await again.heartbeat(["p"], timeout=30)).same_id

@@ -339,3 +339,23 @@ async def test_a_connection_given_back_unbinds_before_its_slot_goes_to_another_i
         b = await redis_harness.gateway(instance(redis_harness, "b", queue, sim.port))
         await wait_until(lambda: kept(a) == (2, 2) and kept(b) == (2, 2), what="2 and 2")
     never_over_the_account(sim)
+
+
+async def test_two_processes_with_one_instance_id_are_reported(
+    redis_harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    sim = await account_simulator(redis_harness)
+    queue = shared_queue(redis_harness)
+    with trio.fail_after(30):
+        await redis_harness.gateway(instance(redis_harness, "a", queue, sim.port))
+        twin = instance(redis_harness, "a2", queue, sim.port)  # its own state directory
+        twin = attrs.evolve(twin, gateway=attrs.evolve(twin.gateway, instance_id="a"))
+        await redis_harness.gateway(twin)
+        await wait_until(
+            lambda: any(
+                "instance_id a is in use by another running process" in r.getMessage()
+                for r in caplog.records
+                if r.levelname == "ERROR"
+            ),
+            what="the error about a shared instance_id",
+        )

@@ -16,7 +16,7 @@ import trio
 
 from .config import config_from_mapping, read_config_file
 from .control import ControlApi
-from .server import Simulator
+from .server import Simulator, tls_context
 from .values import ConfigError, optional_seconds
 
 DESCRIPTION = """\
@@ -58,6 +58,9 @@ _OPTIONS: list[tuple[str, tuple[str, ...], str, dict[str, Any]]] = [
      "comma-separated destination prefixes answered ESME_RINVDSTADR", {}),
     ("--max-messages", ("max_messages",),
      "messages remembered for query/cancel/replace_sm (100000)", {}),
+    ("--tls-cert", ("tls_cert",),
+     "serve SMPP over TLS with this certificate (PEM; with --tls-key)", {}),
+    ("--tls-key", ("tls_key",), "the certificate's private key (PEM)", {}),
     ("--max-binds", ("max_binds",),
      "most sessions one system_id may have bound at once (no limit)", {}),
     # receipts
@@ -169,6 +172,8 @@ def _metavar(name: str) -> str:
         return "SYSTEM-ID"
     if name == "reject_destinations":
         return "PREFIX,..."
+    if name in ("tls_cert", "tls_key"):
+        return "FILE"
     return "N"
 
 
@@ -198,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "config", None):
             base = read_config_file(args.config)
         config = config_from_mapping(_mapping(args, base))
+        tls_context(config)  # the certificate and key load (checked here: exit 2)
         stats_interval = optional_seconds(getattr(args, "stats_interval", None))
     except ConfigError as exc:
         print(f"smsgw simulator: {exc}", file=sys.stderr)
@@ -221,7 +227,8 @@ async def _run(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(sim.serve)
-            say(f"smsgw simulator listening on {host}:{port} (SMPP 3.4)")
+            over = ", over TLS" if sim.config.tls_cert is not None else ""
+            say(f"smsgw simulator listening on {host}:{port} (SMPP 3.4{over})")
             if control_port is not None:
                 api_port = await nursery.start(ControlApi(sim).serve, host, control_port)
                 say(f"control API on http://{host}:{api_port}/ (stats, faults, mo)")

@@ -177,6 +177,30 @@ def _max_binds(value: int | str | None) -> int | None:
         ) from None
 
 
+def _optional_path(name: str, value: str | Path | None) -> Path | None:
+    """An optional file path called ``name`` (named in its error)."""
+    if value is None or isinstance(value, Path):
+        return value
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name} must be a file path, got {value!r}")
+    return Path(value)
+
+
+def _tls_cert(value: str | Path | None) -> Path | None:
+    return _optional_path("tls_cert", value)
+
+
+def _tls_key(value: str | Path | None) -> Path | None:
+    return _optional_path("tls_key", value)
+
+
+def _tls_pair(
+    instance: SimulatorConfig, attribute: attrs.Attribute[Path | None], value: Path | None
+) -> None:
+    if (instance.tls_cert is None) != (value is None):
+        raise ConfigError("tls_cert and tls_key go together: give both, or neither")
+
+
 def _port(value: int | str) -> int:
     port = count(value)
     if port > 65535:
@@ -220,6 +244,12 @@ class SimulatorConfig:
     #: Most sessions one system_id may have bound at once (None: no limit); binds beyond it
     #: are refused with ESME_RBINDFAIL.
     max_binds: int | None = attrs.field(default=None, converter=_max_binds)
+    #: Serve SMPP over TLS with this certificate (PEM, its chain after it) and private key;
+    #: None: plain TCP.
+    tls_cert: Path | None = attrs.field(default=None, converter=_tls_cert)
+    tls_key: Path | None = attrs.field(
+        default=None, converter=_tls_key, validator=_tls_pair
+    )
 
     def with_faults(self, faults: Faults) -> SimulatorConfig:
         return attrs.evolve(self, faults=faults)

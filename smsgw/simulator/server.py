@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import ssl
 from datetime import UTC, datetime
 
 import trio
@@ -28,6 +30,25 @@ from .mo import MoResult, encoding_of, mo_pdus, split_mode_of
 from .receipts import ReceiptJob, ReceiptQueues, ReceiptSchedule
 from .smsc import Smsc
 from .stats import Stats
+from .values import ConfigError
+
+#: Seconds a client has to complete the TLS handshake when ``bind_timeout`` is off.
+TLS_HANDSHAKE_TIMEOUT = 30.0
+
+
+def tls_context(config: SimulatorConfig) -> ssl.SSLContext | None:
+    """The server's TLS context from ``tls_cert``/``tls_key``; None for plain TCP. A file that
+    cannot be loaded is a :class:`ConfigError` naming it."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"tls_cert/tls_key: cannot load {config.tls_cert} and {config.tls_key}: {exc}"
+        ) from exc
+    return context
 
 
 class NoReceiverError(LookupError):
@@ -48,6 +69,7 @@ class Simulator:
         #: Bound connections, in bind order.
         self._bound: dict[Connection, None] = {}
         self._started = False
+        self._tls: ssl.SSLContext | None = None
         self._references = 0
         #: The port it listens on, once serving.
         self.port: int | None = None
@@ -141,6 +163,7 @@ class Simulator:
         if self._started:
             raise RuntimeError("a Simulator serves once; make a new one")
         self._started = True
+        self._tls = tls_context(self.config)
         listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
         self.smsc.start(trio.current_time(), datetime.now(UTC))  # wall-clock: receipt dates
         async with trio.open_nursery() as nursery:
@@ -149,10 +172,24 @@ class Simulator:
             self.port = listeners[0].socket.getsockname()[1]
             task_status.started(self.port)
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
-        connection = Connection(self, stream)
+    async def _handle(self, tcp: trio.SocketStream) -> None:
         self.smsc.counters.connections += 1
-        await connection.run()
+        stream: trio.abc.Stream = tcp
+        if self._tls is not None:
+            tls = trio.SSLStream(tcp, self._tls, server_side=True)
+            # The handshake is bounded like a bind (a client that never speaks TLS).
+            established = False
+            with trio.move_on_after(self.config.bind_timeout or TLS_HANDSHAKE_TIMEOUT):
+                # Broken: the client refused our certificate, or spoke something else.
+                with contextlib.suppress(trio.BrokenResourceError):
+                    await tls.do_handshake()
+                    established = True
+            if not established:
+                self.smsc.counters.tls_failures += 1
+                await trio.aclose_forcefully(tcp)
+                return
+            stream = tls
+        await Connection(self, stream).run()
 
     # -- called by connections ----------------------------------------------------------------
 

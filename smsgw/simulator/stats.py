@@ -39,6 +39,7 @@ class Stats:
     binds: int = 0  #: successful binds
     bind_failures: int = 0  #: binds refused (bad credentials, refuse_binds fault, max_binds)
     binds_over_limit: int = 0  #: binds refused because their system_id had max_binds bound
+    tls_failures: int = 0  #: connections closed before their TLS handshake completed
     #: (``"invalid"``: PDUs whose header could not be read)
     pdus_received: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen)
     pdus_sent: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen)
@@ -96,6 +97,7 @@ class Counters:
         self.binds = 0
         self.bind_failures = 0
         self.binds_over_limit = 0
+        self.tls_failures = 0
         self.received: Counter[int] = Counter()  # by command_id: names are made at snapshot time
         self.sent: Counter[int] = Counter()
         self.invalid_pdus = 0
@@ -140,6 +142,7 @@ class Counters:
             binds=self.binds,
             bind_failures=self.bind_failures,
             binds_over_limit=self.binds_over_limit,
+            tls_failures=self.tls_failures,
             pdus_received={command_name(k): v for k, v in self.received.items()},
             pdus_sent={command_name(k): v for k, v in self.sent.items()},
             invalid_pdus=self.invalid_pdus,

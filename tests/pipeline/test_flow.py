@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import trio
 
+from smsgw.config import ProviderTls
 from smsgw.messages import Accepted, Rejected, SubmitRequest
 from smsgw.model import MessageStatus
+from smsgw.simulator import SimulatorConfig
 
 from .harness import Harness, message_history, provider, wait_status
 
@@ -87,3 +91,19 @@ async def test_many_messages_through_several_consumers_are_each_sent_once(
     assert (stats.submitted, stats.receipts, stats.duplicates_detected) == (300, 300, 0)
     depth = await gateway.queue_depth()
     assert (depth.ready, depth.leased, depth.delayed, depth.dead) == (0, 0, 0, 0)
+
+
+async def test_a_message_and_its_receipt_over_tls(harness: Harness, certs: Path) -> None:
+    """``[providers.tls]`` against the simulator serving TLS, trusting the test CA."""
+    sim = await harness.simulator(
+        SimulatorConfig(seed=1, tls_cert=certs / "server.pem", tls_key=certs / "server.key")
+    )
+    tls = ProviderTls(enabled=True, ca_file=certs / "ca.pem")
+    gateway = await harness.gateway(harness.config([provider("a", sim.port, tls=tls)]))
+    with trio.fail_after(20):
+        (accepted,) = await gateway.submit(
+            [SubmitRequest(to="+4915112345", source="ACME", text="hi")]
+        )
+        assert isinstance(accepted, Accepted)
+        await wait_status(gateway, accepted.id, S.DELIVERED)
+    assert sim.sim.stats.tls_failures == 0

@@ -1,43 +1,17 @@
-"""TLS towards the SMSC: a certificate from our own CA (made with the openssl CLI) over
+"""TLS towards the SMSC: a certificate from our own CA (``certs``, tests/conftest.py) over
 127.0.0.1, trusted through ``TlsConfig.ca_file``; refused when not trusted."""
 
 from __future__ import annotations
 
 import ssl
-import subprocess
 from pathlib import Path
 
-import pytest
 import trio
 
 from smpp_codec import BindTransceiver, Request, SubmitSm
 from smsgw.smpp import BackoffPolicy, ClientConfig, SmppClient, TlsConfig
 
 from .fake_smsc import FakeSmsc
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    d = tmp_path_factory.mktemp("tls")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
-
-    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-        "-subj", "/CN=smsgw test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign")  # fmt: skip
-    run("req", *ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost")
-    (d / "ext.cnf").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-        "basicConstraints=CA:FALSE\n"
-        "authorityKeyIdentifier=keyid\n"
-        "extendedKeyUsage=serverAuth\n"
-    )
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
-    return d
 
 
 async def _tls_smsc(nursery: trio.Nursery, certs: Path) -> int:

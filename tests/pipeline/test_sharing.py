@@ -73,6 +73,22 @@ def never_over_the_account(sim: Sim) -> None:
     assert stats.peak_sessions[ACCOUNT] <= 4
 
 
+async def start_crashable(
+    nursery: trio.Nursery, config: GatewayConfig
+) -> tuple[Gateway, trio.CancelScope]:
+    """A running gateway (not the harness's: it is not drained at the end) and the scope
+    whose cancellation is its crash: its connections close, it says nothing to Redis."""
+    gateway = Gateway(config, rand=random.Random(config.gateway.instance_id))
+    crash = trio.CancelScope()
+
+    async def run(task_status: trio.TaskStatus[None]) -> None:
+        with crash:
+            await gateway.run(task_status=task_status)
+
+    await nursery.start(run)
+    return gateway, crash
+
+
 def metric(gateway: Gateway, line_start: str) -> float:
     text = gateway.metrics.render()[0].decode()
     (line,) = [line for line in text.splitlines() if line.startswith(line_start + " ")]
@@ -134,15 +150,8 @@ async def test_the_connections_of_an_instance_that_died_are_taken_once_it_times_
 ) -> None:
     sim = await account_simulator(redis_harness)
     queue = shared_queue(redis_harness)
-    a = Gateway(instance(redis_harness, "a", queue, sim.port), rand=random.Random(1))
-    crash = trio.CancelScope()
-
-    async def run_a(task_status: trio.TaskStatus[None]) -> None:
-        with crash:
-            await a.run(task_status=task_status)
-
     with trio.fail_after(30):
-        await nursery.start(run_a)
+        a, crash = await start_crashable(nursery, instance(redis_harness, "a", queue, sim.port))
         b = await redis_harness.gateway(instance(redis_harness, "b", queue, sim.port))
         await wait_until(lambda: kept(a) == (2, 2) and kept(b) == (2, 2), what="2 and 2")
         # Cancelled outright: its TCP connections close, but it says nothing to Redis.
@@ -260,15 +269,8 @@ async def test_instances_coming_and_going_never_bind_more_than_the_account(
     ids: list[str] = []
 
     async def start(name: str) -> None:
-        gateway = Gateway(instance(redis_harness, name, queue, sim.port), rand=random.Random(name))
-        scope = trio.CancelScope()
-
-        async def run(task_status: trio.TaskStatus[None]) -> None:
-            with scope:
-                await gateway.run(task_status=task_status)
-
-        await nursery.start(run)
-        running[name] = (gateway, scope)
+        config = instance(redis_harness, name, queue, sim.port)
+        running[name] = await start_crashable(nursery, config)
 
     async def submit_some(gateway: Gateway, n: int) -> None:
         results = await gateway.submit(

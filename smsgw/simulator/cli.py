@@ -235,8 +235,11 @@ async def _run(
             if stats_interval:
                 nursery.start_soon(_print_stats, sim, stats_interval, say)
             async for signum in signals:
-                say(f"stopping ({signal.Signals(signum).name})")
+                say(f"stopping ({signal.Signals(signum).name}): unbinding every session")
                 break
+            # As an SMSC going down for maintenance: each session gets an unbind first.
+            if not await sim.stop(grace=sim.config.response_timeout + 1.0):
+                say("stopping: not every session answered its unbind in time")
             nursery.cancel_scope.cancel()
     say(f"final stats: {sim.stats.line()}")
 

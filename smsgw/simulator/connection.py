@@ -30,7 +30,7 @@ import trio
 from smpp_codec.codec import encode
 from smpp_codec.constants import CommandStatus
 from smpp_codec.framer import NEED_DATA
-from smpp_codec.pdu import DeliverSm, EnquireLink, GenericNack, Request
+from smpp_codec.pdu import DeliverSm, EnquireLink, GenericNack, Request, Unbind
 from smpp_codec.session import (
     BindState,
     ConnectionClosed,
@@ -90,7 +90,16 @@ class Probe:
     status: int | None = None
 
 
-Outbound = ReceiptJob | MoPart | Probe
+@attrs.define(eq=False)
+class Farewell:
+    """Our unbind, the simulator stopping; ``status`` None means it went unanswered (or the
+    session was not bound: nothing was sent)."""
+
+    done: trio.Event = attrs.field(factory=trio.Event)
+    status: int | None = None
+
+
+Outbound = ReceiptJob | MoPart | Probe | Farewell
 
 
 class Connection:
@@ -112,9 +121,11 @@ class Connection:
         self._held_tie = itertools.count()
         self._held_wake = trio.Event()
         self._deliver_wake = trio.Event()
-        self._private: deque[MoPart | Probe] = deque()
+        self._private: deque[MoPart | Probe | Farewell] = deque()
         self._cancel_scope: trio.CancelScope | None = None
         self.closed = False
+        #: Set once the connection is closed and its stream too.
+        self.finished = trio.Event()
         #: Why the connection ended, when the simulator ended it ("unbind", a fault name...).
         self.end_reason: str | None = None
 
@@ -144,6 +155,20 @@ class Connection:
         heapq.heappush(self._held, (due, next(self._held_tie), data, submission))
         self._held_wake.set()
 
+    def say_goodbye(self) -> Farewell:
+        """Unbind from the SMSC's side: an unbind goes out (before anything else queued), and
+        the connection closes once the ESME answers it or after ``response_timeout``. A
+        connection not bound is closed at once."""
+        farewell = Farewell()
+        session = self.session
+        if self.closed or not session.bound or session.unbinding or session.peer_unbinding:
+            self.abort("stopping")
+            farewell.done.set()
+            return farewell
+        self._private.appendleft(farewell)
+        self._deliver_wake.set()
+        return farewell
+
     def abort(self, reason: str) -> None:
         """Drop the connection now, without another byte."""
         if self.end_reason is None:
@@ -170,6 +195,7 @@ class Connection:
             self._cleanup()
             with trio.move_on_after(1, shield=True):
                 await self._stream.aclose()
+            self.finished.set()
 
     def _cleanup(self) -> None:
         self.closed = True
@@ -178,7 +204,7 @@ class Connection:
             self._complete(item.token, None)
         while self._private:
             job = self._private.popleft()
-            if isinstance(job, Probe):
+            if isinstance(job, Probe | Farewell):
                 job.done.set()
             else:
                 job.waiter.complete(job.index, None)
@@ -277,8 +303,14 @@ class Connection:
                 status = response.command_status
                 if isinstance(response, GenericNack):
                     status = status or int(CommandStatus.ESME_RUNKNOWNERR)
-                self._complete(event.outstanding.token, status)
+                token = event.outstanding.token
+                self._complete(token, status)
                 self._deliver_wake.set()
+                if isinstance(token, Farewell):
+                    # Our unbind answered: the session is over (SMPP 3.4 section 4.2).
+                    self.end_reason = "unbound_by_smsc"
+                    await self._finish(b"".join(out))
+                    return False
             elif isinstance(event, InvalidInput):
                 reason = smsc.received(link, event.command_id)
                 if reason is not None:
@@ -384,8 +416,11 @@ class Connection:
             written: list[ReceiptJob] = []
             if session.bound and not session.peer_unbinding and not session.unbinding:
                 private = self._private
-                while private and (isinstance(private[0], Probe) or window.free > 0):
+                while private and (isinstance(private[0], Probe | Farewell) or window.free > 0):
                     job = private.popleft()
+                    if isinstance(job, Farewell):
+                        batch.append(self._request(Unbind(sequence_number=0), job, now, timeout))
+                        break  # nothing more after an unbind
                     if isinstance(job, Probe):
                         data, _ = session.send_request(
                             EnquireLink(sequence_number=0), now=now, timeout=timeout, token=job
@@ -398,7 +433,12 @@ class Connection:
                         batch.append(self._request(job.pdu, job, now, timeout))
                         counters.mos_sent += 1
                 system_id = self.link.system_id
-                while self.receives and window.free > 0 and system_id is not None:
+                while (
+                    self.receives
+                    and not session.unbinding
+                    and window.free > 0
+                    and system_id is not None
+                ):
                     receipt = self._sim.take_receipt(system_id)
                     if receipt is None:
                         break
@@ -446,9 +486,11 @@ class Connection:
             else:
                 counters.mos_failed += 1
             token.waiter.complete(token.index, status)
-        elif isinstance(token, Probe):
+        elif isinstance(token, Probe | Farewell):
             token.status = status
             token.done.set()
+            if isinstance(token, Farewell) and status is None:
+                self.abort("unbind_unanswered")
 
     async def _heartbeat(self, interval: float) -> None:
         timeout = self._config.response_timeout

@@ -69,6 +69,9 @@ class Simulator:
         #: Bound connections, in bind order.
         self._bound: dict[Connection, None] = {}
         self._started = False
+        self._stopping = False
+        #: Every connection being served.
+        self._connections: set[Connection] = set()
         self._tls: ssl.SSLContext | None = None
         self._references = 0
         #: The port it listens on, once serving.
@@ -155,6 +158,23 @@ class Simulator:
         self._references += 1
         return self._references % (256 if mode is SplitMode.UDH8 else 65536)
 
+    async def stop(self, grace: float) -> bool:
+        """Stop as an SMSC going down for maintenance: refuse new connections, send every
+        bound session an unbind, and wait up to ``grace`` seconds for their connections to
+        close (each closes once its unbind is answered, or after ``response_timeout``).
+        Connections not bound are closed at once. True when all were closed in time; the
+        caller then cancels :meth:`serve`."""
+        self._stopping = True
+        connections = list(self._connections)
+        farewells = [connection.say_goodbye() for connection in connections]
+        with trio.move_on_after(grace):
+            for farewell in farewells:
+                await farewell.done.wait()
+            for connection in connections:
+                await connection.finished.wait()
+            return True
+        return False
+
     # -- serving ------------------------------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
@@ -173,6 +193,9 @@ class Simulator:
             task_status.started(self.port)
 
     async def _handle(self, tcp: trio.SocketStream) -> None:
+        if self._stopping:
+            await trio.aclose_forcefully(tcp)
+            return
         self.smsc.counters.connections += 1
         stream: trio.abc.Stream = tcp
         if self._tls is not None:
@@ -189,7 +212,12 @@ class Simulator:
                 await trio.aclose_forcefully(tcp)
                 return
             stream = tls
-        await Connection(self, stream).run()
+        connection = Connection(self, stream)
+        self._connections.add(connection)
+        try:
+            await connection.run()
+        finally:
+            self._connections.discard(connection)
 
     # -- called by connections ----------------------------------------------------------------
 

@@ -401,3 +401,19 @@ async def test_transmitter_receiver_pairs(setup: Setup) -> None:
             assert name == "a"
             await inbound.reply()
         assert sim.sim.stats.mos_acked == 1
+
+
+async def test_an_smsc_that_unbinds_is_answered_and_reconnected_to(setup: Setup) -> None:
+    """An SMSC going down for maintenance unbinds each session: every connection of the pool
+    answers unbind_resp (the simulator's stop finishes in time), then reconnects with its
+    backoff, here to a simulator that has stopped taking connections."""
+    with trio.fail_after(30):
+        sim = await setup.simulator()
+        manager = await setup.manager([provider("a", sim.port, connections=2)])
+        await until(lambda: manager.health("a").bound == 2)
+        assert await sim.sim.stop(grace=5) is True
+        await until(lambda: manager.health("a").bound == 0)
+        stats = sim.sim.stats
+        assert (stats.pdus_sent["unbind"], stats.pdus_received["unbind_resp"]) == (2, 2)
+        await until(lambda: all(c.stats.binds == 1 for c in manager.health("a").connections))
+        assert all(c.last_error for c in manager.health("a").connections)

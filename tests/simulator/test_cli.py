@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from smpp_codec import BindTransceiver, SubmitSm
+from smpp_codec import BindTransceiver, SubmitSm, Unbind
 from smsgw.simulator import Faults, IdFormat, ReceiptIdForm
 from smsgw.simulator.cli import _mapping, build_parser, main
 from smsgw.simulator.config import config_from_mapping, read_config_file
@@ -69,6 +69,11 @@ async def test_the_cli_serves_reports_stats_and_stops_cleanly_on_sigint():
         await esme.ack(receipt)
         await lines.until(r"^stats: .*submits=1/0 receipts=1/1")
         process.send_signal(signal.SIGINT)
+        # Stopping, the simulator unbinds the session first; answered, the connection closes.
+        unbind = await esme.next()
+        assert isinstance(unbind, Unbind)
+        await esme.send(unbind.response())
+        assert await esme.until_closed() == []
         final = await lines.until(r"^final stats: (.*)")
         assert "binds=1/0" in final.group(1)
         assert "submits=1/0" in final.group(1)

@@ -372,3 +372,46 @@ async def test_without_max_binds_peak_sessions_still_counts(nursery):
     assert stats.peak_sessions == {"alice": 3, "bob": 1}
     assert stats.sessions_by_account == {"alice": 1, "bob": 1}
     assert (await bob.request(EnquireLink(sequence_number=bob.seq()))).command_status == 0
+
+
+# -- stopping -------------------------------------------------------------------------------
+
+
+async def test_stop_unbinds_every_session_and_refuses_new_connections(nursery):
+    run = await serve(nursery)
+    transceiver = await run.bound()
+    receiver = await run.bound(BindReceiver)
+    unbound = await run.esme()  # connected, never bound: closed at once
+    stopped: list[bool] = []
+
+    async def stop() -> None:
+        stopped.append(await run.sim.stop(grace=5))
+
+    nursery.start_soon(stop)
+    for esme in (transceiver, receiver):
+        unbind = await esme.next()
+        assert isinstance(unbind, Unbind)
+        await esme.ack(unbind)
+        assert await esme.until_closed() == []
+    assert await unbound.until_closed() == []
+    with trio.fail_after(5):
+        while not stopped:
+            await trio.sleep(0.01)
+    assert stopped == [True]
+    late = await run.esme()
+    with pytest.raises(Closed):
+        await late.bind()
+    stats = run.sim.stats
+    assert stats.sessions == 0
+    assert (stats.pdus_sent["unbind"], stats.pdus_received["unbind_resp"]) == (2, 2)
+
+
+async def test_stop_closes_a_session_whose_unbind_goes_unanswered(nursery, autojump_clock):
+    run = await serve(nursery, SimulatorConfig(seed=1, response_timeout=10))
+    esme = await run.bound()
+    start = trio.current_time()
+    assert await run.sim.stop(grace=5) is False  # still waiting for the answer
+    assert isinstance(await esme.next(), Unbind)
+    assert await esme.until_closed(timeout=30) == []  # never answered: closed after 10 s
+    assert trio.current_time() - start == pytest.approx(10, abs=0.1)
+    assert run.sim.stats.sessions == 0

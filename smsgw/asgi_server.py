@@ -122,14 +122,17 @@ async def _accept(
     nursery: trio.Nursery,
 ) -> None:
     """Accept connections on ``listener`` while ``capacity`` has room; serve each in
-    ``nursery``, which gives its place back when the connection ends."""
+    ``nursery``, which gives its place back when the connection ends. Reaching the limit is
+    logged once, not again until a place was free before the next accept."""
+    at_limit = False
     while True:
         place = object()
-        if capacity.available_tokens == 0:
+        if capacity.available_tokens == 0 and not at_limit:
             log.warning(
                 "HTTP connections at the limit (%d): no more accepted until one closes",
                 capacity.total_tokens,
             )
+        at_limit = capacity.available_tokens == 0
         await capacity.acquire_on_behalf_of(place)
         try:
             stream = await listener.accept()

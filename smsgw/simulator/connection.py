@@ -90,13 +90,8 @@ class Probe:
     status: int | None = None
 
 
-@attrs.define(eq=False)
 class Farewell:
-    """Our unbind, the simulator stopping; ``status`` None means it went unanswered (or the
-    session was not bound: nothing was sent)."""
-
-    done: trio.Event = attrs.field(factory=trio.Event)
-    status: int | None = None
+    """The token of our unbind, the simulator stopping."""
 
 
 Outbound = ReceiptJob | MoPart | Probe | Farewell
@@ -155,19 +150,16 @@ class Connection:
         heapq.heappush(self._held, (due, next(self._held_tie), data, submission))
         self._held_wake.set()
 
-    def say_goodbye(self) -> Farewell:
+    def say_goodbye(self) -> None:
         """Unbind from the SMSC's side: an unbind goes out (before anything else queued), and
-        the connection closes once the ESME answers it or after ``response_timeout``. A
-        connection not bound is closed at once."""
-        farewell = Farewell()
+        the connection closes once the ESME answers it or after ``response_timeout``
+        (:attr:`finished` is set then). A connection not bound is closed at once."""
         session = self.session
         if self.closed or not session.bound or session.unbinding or session.peer_unbinding:
             self.abort("stopping")
-            farewell.done.set()
-            return farewell
-        self._private.appendleft(farewell)
+            return
+        self._private.appendleft(Farewell())
         self._deliver_wake.set()
-        return farewell
 
     def abort(self, reason: str) -> None:
         """Drop the connection now, without another byte."""
@@ -204,9 +196,9 @@ class Connection:
             self._complete(item.token, None)
         while self._private:
             job = self._private.popleft()
-            if isinstance(job, Probe | Farewell):
+            if isinstance(job, Probe):
                 job.done.set()
-            else:
+            elif isinstance(job, MoPart):
                 job.waiter.complete(job.index, None)
         self._held.clear()
 
@@ -486,11 +478,11 @@ class Connection:
             else:
                 counters.mos_failed += 1
             token.waiter.complete(token.index, status)
-        elif isinstance(token, Probe | Farewell):
+        elif isinstance(token, Probe):
             token.status = status
             token.done.set()
-            if isinstance(token, Farewell) and status is None:
-                self.abort("unbind_unanswered")
+        elif isinstance(token, Farewell) and status is None:
+            self.abort("unbind_unanswered")
 
     async def _heartbeat(self, interval: float) -> None:
         timeout = self._config.response_timeout

@@ -166,10 +166,9 @@ class Simulator:
         caller then cancels :meth:`serve`."""
         self._stopping = True
         connections = list(self._connections)
-        farewells = [connection.say_goodbye() for connection in connections]
+        for connection in connections:
+            connection.say_goodbye()
         with trio.move_on_after(grace):
-            for farewell in farewells:
-                await farewell.done.wait()
             for connection in connections:
                 await connection.finished.wait()
             return True

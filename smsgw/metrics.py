@@ -167,7 +167,7 @@ class ClusterSource(Protocol):
     """``smsgw.sharing.SharedLimits``."""
 
     @property
-    def instances(self) -> int: ...
+    def instance_count(self) -> int: ...
 
 
 class DepthView(Protocol):
@@ -223,7 +223,7 @@ class _SnapshotCollector(Collector):
                 "smsgw_cluster_instances",
                 "Gateway instances sharing the Redis queue and its providers' limits, alive at "
                 "the last heartbeat",
-                value=float(self._sources.cluster.instances),
+                value=float(self._sources.cluster.instance_count),
             )
         up = GaugeMetricFamily(
             "smsgw_metrics_source_up",
@@ -516,7 +516,7 @@ class Metrics:
     ) -> None:
         """Read these at scrape time: ``providers.snapshot()`` (connections, window),
         ``rates.current_rate(name)`` (the gateway), ``await queue.depth()`` (queue and DLQ),
-        ``await outbox.notification_counts()`` (the store), ``cluster.instances`` (shared
+        ``await outbox.notification_counts()`` (the store), ``cluster.instance_count`` (shared
         limits). Sources left None keep the one set before."""
         s = self._sources
         if providers is not None:

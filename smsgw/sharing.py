@@ -80,7 +80,7 @@ class SharedLimits:
         return len(self.held.get(provider, ()))
 
     @property
-    def instances(self) -> int:
+    def instance_count(self) -> int:
         """Live instances at the last heartbeat (0: none read yet)."""
         return len(self.membership.instances)
 
@@ -161,7 +161,8 @@ class SharedLimits:
             name: (self.connections(name), config.connections, config.rate.per_second)
             for name, config in self._configs.items()
         }
-        self._limiter().set_shares(shares, global_share(held, self.instances), trio.current_time())
+        global_part = global_share(held, self.instance_count)
+        self._limiter().set_shares(shares, global_part, trio.current_time())
 
     # -- one round ---------------------------------------------------------------------------
 

@@ -37,7 +37,7 @@ class Rates:
 
 
 class Cluster:
-    instances = 2
+    instance_count = 2
 
 
 @pytest.fixture(scope="module")

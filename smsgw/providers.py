@@ -159,7 +159,7 @@ class ReloadResult:
 
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
-    #: Connection settings changed: the pool was replaced by a new one.
+    #: Connection settings changed: the connections were replaced one at a time.
     restarted: tuple[str, ...] = ()
     #: Only the number of connections changed: connections added or removed.
     resized: tuple[str, ...] = ()
@@ -189,6 +189,13 @@ class _Slot:
         self.crashes = 0
         #: A client in this slot was bound once: binding again is a reconnect.
         self.bound_before = False
+        #: Connection attempts, binds and bound links of this slot that failed.
+        self.failures = 0
+        #: Set while the client closes to be replaced by one of the pool's new settings
+        #: (:meth:`renew`); the slot takes no submits meanwhile.
+        self.renewal: trio.Event | None = None
+        #: The cancel scope of the current client only (a renewal that overruns its bound).
+        self.client_scope = trio.CancelScope()
 
     @property
     def bound(self) -> bool:
@@ -200,6 +207,20 @@ class _Slot:
         self.stop_requested.set()
         if self.client is not None:
             self.client.stop()
+
+    def renew(self) -> trio.Event:
+        """Close the client gracefully (as :meth:`stop`) and start one of the pool's current
+        settings in its place. The event is set once the old client has closed (or the slot
+        stopped)."""
+        if self.renewal is None:
+            self.renewal = trio.Event()
+            if self.client is not None:
+                self.client.stop()
+        return self.renewal
+
+    def window(self, default: int) -> int:
+        """The window of the client in the slot (``default`` while it has none)."""
+        return default if self.client is None else self.client.config.window
 
 
 class _Pool:
@@ -219,6 +240,8 @@ class _Pool:
         self.last_throttle: tuple[float, int] | None = None
         #: :meth:`ProviderManager.resize` took every connection away (shared limits).
         self.emptied = False
+        #: Set (and replaced) whenever a connection of the pool changes state.
+        self.changed = trio.Event()
 
     @property
     def name(self) -> str:
@@ -230,7 +253,10 @@ class _Pool:
 
     def pick(self) -> _Slot | None:
         window = self.client_config.window
-        free = [window - slot.in_flight if slot.bound else 0 for slot in self.slots]
+        free = [
+            slot.window(window) - slot.in_flight if slot.bound and slot.renewal is None else 0
+            for slot in self.slots
+        ]
         i = pick_connection(free, self.cursor)
         if i is None:
             return None
@@ -261,7 +287,13 @@ class _Pool:
     def retire(self) -> None:
         """No new submits; waiters look the provider up again (a new pool, or none)."""
         self.retired = True
+        self.wake()
+
+    def wake(self) -> None:
+        """A connection changed state: waiting submits and reloads re-check."""
         self.lot.unpark_all()
+        self.changed.set()
+        self.changed = trio.Event()
 
 
 def _by_name(providers: Sequence[ProviderConfig]) -> dict[str, ProviderConfig]:
@@ -271,6 +303,10 @@ def _by_name(providers: Sequence[ProviderConfig]) -> dict[str, ProviderConfig]:
             raise ValueError(f"provider name {provider.name!r} given twice")
         configs[provider.name] = provider
     return configs
+
+
+#: Failed attempts of a replacement connection that stop a reload's roll.
+_ROLL_ATTEMPTS = 2
 
 
 def _retire_bound(config: ClientConfig) -> float:
@@ -469,7 +505,9 @@ class ProviderManager:
             raise KeyError(f"no provider named {name!r}")
         now = trio.current_time()
         window = pool.client_config.window
-        connections = tuple(self._connection_health(slot, window) for slot in pool.slots)
+        connections = tuple(
+            self._connection_health(slot, slot.window(window)) for slot in pool.slots
+        )
         bound = sum(1 for c in connections if c.bound)
         recent = pool.recent.counts(now)
         latest = pool.latest_error()
@@ -480,7 +518,7 @@ class ProviderManager:
             bound=bound,
             connections=connections,
             in_flight=sum(c.in_flight for c in connections),
-            capacity=window * bound,
+            capacity=sum(c.window for c in connections if c.bound),
             waiting=pool.lot.statistics().tasks_waiting,
             recent=recent,
             recent_seconds=self._policy.window,
@@ -537,15 +575,15 @@ class ProviderManager:
         - removed names stop taking submits at once (:class:`ProviderUnavailable`); their
           in-flight submits complete, then they unbind;
         - a provider whose connection settings changed (everything that goes into its
-          :class:`ClientConfig`: host, credentials, window, timers, TLS, ...) gets a new pool at
-          once, and the old one drains and unbinds as for a removal;
+          :class:`ClientConfig`: host, credentials, window, timers, TLS, ...) has its
+          connections replaced one at a time (:meth:`_roll`): never more bound than before;
         - only ``connections`` changed: connections are added, or removed (unbound ones first,
           then the least busy) and drained;
         - any other change (rate, status map, ...) is taken over as is.
 
         Returns once the retired connections have closed (each within its drain and unbind
-        timeouts). Reloads run one at a time. ``ValueError`` for a duplicated name (nothing
-        changes then).
+        timeouts) and the replaced ones are bound again (or a replacement failed to bind).
+        Reloads run one at a time. ``ValueError`` for a duplicated name (nothing changes then).
         """
         configs = _by_name(providers)
         async with self._reload_lock:
@@ -557,6 +595,7 @@ class ProviderManager:
             resized: list[str] = []
             updated: list[str] = []
             retiring: list[tuple[list[_Slot], float]] = []
+            rolling: list[_Pool] = []
             for name in list(self._pools):
                 if name not in configs:
                     gone = self._pools.pop(name)
@@ -569,9 +608,14 @@ class ProviderManager:
                     self._pools[name] = self._start_pool(config)
                     added.append(name)
                 elif pool.client_config != config.client_config():
-                    pool.retire()
-                    retiring.append((list(pool.slots), _retire_bound(pool.client_config)))
-                    self._pools[name] = self._start_pool(config)
+                    old_bound = _retire_bound(pool.client_config)
+                    pool.config = config
+                    pool.client_config = config.client_config()
+                    if self._sizes is None:
+                        dropped = self._resize(pool, config.connections)
+                        if dropped:
+                            retiring.append((dropped, old_bound))
+                    rolling.append(pool)
                     restarted.append(name)
                 elif pool.config != config:
                     if self._sizes is None and config.connections != pool.config.connections:
@@ -599,11 +643,57 @@ class ProviderManager:
                     resized,
                     updated,
                 )
-            if retiring:
+            if retiring or rolling:
                 async with trio.open_nursery() as nursery:
                     for slots, bound in retiring:
                         nursery.start_soon(self._retire_slots, slots, bound)
+                    for pool in rolling:
+                        nursery.start_soon(self._roll, pool)
             return result
+
+    async def _roll(self, pool: _Pool) -> None:
+        """Replace the clients of ``pool`` that do not have its settings, one at a time: each
+        drains and unbinds, then its replacement binds, and the next waits for that bind. The
+        account never has more connections bound than before, and the others carry the
+        traffic meanwhile. A replacement that fails to bind twice, or is not bound within
+        :func:`_retire_bound`, stops the roll (logged as an error): it keeps trying with its
+        backoff, and the connections not replaced yet keep their settings until the next
+        reload."""
+        settings = pool.client_config
+        for slot in list(pool.slots):
+            if pool.retired or self._closing:
+                return
+            if slot.stopping or slot not in pool.slots:
+                continue
+            client = slot.client
+            if client is not None and client.config == settings:
+                continue  # a slot added by the reload, or replaced by an earlier one
+            old = settings if client is None else client.config
+            renewed = slot.renew()
+            with trio.move_on_after(_retire_bound(old)):
+                await renewed.wait()
+            if not renewed.is_set():
+                slot.client_scope.cancel()  # its outstanding submits fail with ConnectionLost
+                await renewed.wait()
+            # Two failed attempts, not one: the SMSC may refuse the first bind while it still
+            # counts the session just unbound.
+            failures = slot.failures
+            with trio.move_on_after(_retire_bound(settings)):
+                while not (slot.bound or slot.stopping or pool.retired):
+                    if slot.failures - failures >= _ROLL_ATTEMPTS:
+                        break
+                    await pool.changed.wait()
+            if not (slot.bound or slot.stopping or pool.retired):
+                why = "" if slot.client is None else f": {slot.client.last_error}"
+                log.error(
+                    "%s#%d: the new settings did not bind (%d attempts%s); the connections "
+                    "not replaced yet keep the old settings until the next reload",
+                    pool.name,
+                    slot.index,
+                    slot.failures - failures,
+                    why,
+                )
+                return
 
     async def resize(
         self, name: str, size: int, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -677,6 +767,10 @@ class ProviderManager:
         try:
             with slot.cancel_scope:
                 while not slot.stopping:
+                    if slot.renewal is not None:
+                        # Asked while no client ran: this one has the pool's new settings.
+                        slot.renewal.set()
+                        slot.renewal = None
                     client = SmppClient(
                         pool.client_config,
                         rand=self._rand,
@@ -690,23 +784,33 @@ class ProviderManager:
                         name=name,
                     )
                     slot.client = client
+                    crashed = False
                     try:
-                        async with trio.open_nursery() as nursery:
-                            nursery.start_soon(self._forward, pool.name, client)
-                            await client.run()
+                        with trio.CancelScope() as slot.client_scope:
+                            async with trio.open_nursery() as nursery:
+                                nursery.start_soon(self._forward, pool.name, client)
+                                await client.run()
                     except Exception:
+                        crashed = True
                         slot.crashes += 1
                         log.exception("%s: connection task failed (crash %d)", name, slot.crashes)
+                    renewal, slot.renewal = slot.renewal, None
+                    if renewal is not None:
+                        renewal.set()
                     if slot.stopping:
                         break
+                    if renewal is not None and not crashed:
+                        continue  # closed to be replaced: the next client has the new settings
                     delay = backoff.next_delay()
                     log.warning("%s: restarting the connection in %.2fs", name, delay)
                     with trio.move_on_after(delay):
                         await slot.stop_requested.wait()
         finally:
+            if slot.renewal is not None:
+                slot.renewal.set()
             self._slots.discard(slot)
             slot.done.set()
-            pool.lot.unpark_all()
+            pool.wake()
 
     def _on_state(self, pool: _Pool, slot: _Slot, state: ClientState) -> None:
         previous, slot.state = slot.state, state
@@ -717,11 +821,12 @@ class ProviderManager:
         if state is ClientState.BACKOFF and previous is not ClientState.BACKOFF:
             # A connection attempt, a bind or a bound link failed (counted once per failure:
             # the client reports BACKOFF twice for a lost link).
+            slot.failures += 1
             now = trio.current_time()
             pool.recent.add(now, Sample.LINK)
             pool.last_link_error = (now, slot)
         # Bound (or not any more): waiters re-check.
-        pool.lot.unpark_all()
+        pool.wake()
 
     async def _forward(self, provider: str, client: SmppClient) -> None:
         """Hand the client's inbound PDUs on to the merged channel, waiting when it is full

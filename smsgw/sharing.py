@@ -226,8 +226,8 @@ class SharedLimits:
             held.update(
                 await self._cluster.acquire(name, free, target - len(held), ttl=self.timeout)
             )
-        # Every round, also when unchanged: a pool a reload restarted starts at this size, and
-        # a pool kept at none must be known as such (its submits fail at once).
+        # Every round, also when unchanged: a pool a reload added starts at this size, and a
+        # pool kept at none must be known as such (its submits fail at once).
         await self._nursery.start(self._manager.resize, name, len(held))
 
     async def _give_back(

@@ -18,6 +18,14 @@ from .conftest import Setup
 from .harness import Traffic, message_id, provider, sm, until
 
 
+async def start_traffic(setup: Setup, manager: ProviderManager, name: str) -> Traffic:
+    """Traffic to provider ``name`` in the background, once it is flowing."""
+    traffic = Traffic(manager, name)
+    setup.nursery.start_soon(traffic.run)
+    await until(lambda: traffic.ok >= 5)
+    return traffic
+
+
 async def start_two(
     setup: Setup, *, b_latency: float = 0.0, b_connections: int = 1
 ) -> tuple[ProviderManager, Sim, Sim, Traffic]:
@@ -33,9 +41,7 @@ async def start_two(
     await until(
         lambda: manager.health("a").bound == 3 and manager.health("b").bound == b_connections
     )
-    traffic = Traffic(manager, "a")
-    setup.nursery.start_soon(traffic.run)
-    await until(lambda: traffic.ok >= 5)
+    traffic = await start_traffic(setup, manager, "a")
     return manager, sim_a, sim_b, traffic
 
 
@@ -56,9 +62,7 @@ async def test_reload_adds_a_provider(setup: Setup) -> None:
         a = provider("a", sim_a.port, connections=3)
         manager = await setup.manager([a])
         await until(lambda: manager.health("a").bound == 3)
-        traffic = Traffic(manager, "a")
-        setup.nursery.start_soon(traffic.run)
-        await until(lambda: traffic.ok >= 5)
+        traffic = await start_traffic(setup, manager, "a")
 
         result = await manager.reload([a, provider("c", sim_c.port, connections=2)])
         assert result == ReloadResult(added=("c",))
@@ -93,30 +97,82 @@ async def test_reload_removes_a_provider_gracefully(setup: Setup) -> None:
         await check_traffic(traffic, sim_a)
 
 
-async def test_reload_restarts_a_provider_whose_connection_settings_changed(
+async def test_reload_replaces_changed_connections_one_at_a_time_within_the_bind_limit(
     setup: Setup,
 ) -> None:
+    """New connection settings for b, whose SMSC allows 2 binds: b's two connections are
+    replaced one after the other, each draining and unbinding before its replacement binds.
+    The limit is never exceeded, a submit in flight gets its answer, and traffic on b itself
+    goes on without an error (the other connection carries it meanwhile)."""
     with trio.fail_after(30):
-        manager, sim_a, sim_b, traffic = await start_two(setup, b_latency=0.3, b_connections=2)
-        results: list[str] = []
+        sim_a = await setup.simulator()
+        sim_b = await setup.simulator(
+            SimulatorConfig(seed=2, max_binds=2, faults=Faults(latency=0.05))
+        )
+        a = provider("a", sim_a.port, connections=3)
+        b = provider("b", sim_b.port, connections=2)
+        manager = await setup.manager([a, b])
+        await until(lambda: manager.health("a").bound == 3 and manager.health("b").bound == 2)
+        traffic_a = await start_traffic(setup, manager, "a")
+        traffic_b = await start_traffic(setup, manager, "b")
+        in_flight: list[str] = []
 
-        async def in_flight() -> None:
-            results.append(message_id(await manager.submit("b", sm(), timeout=10)))
+        async def submit() -> None:
+            in_flight.append(message_id(await manager.submit("b", sm(), timeout=10)))
 
-        setup.nursery.start_soon(in_flight)
-        await until(lambda: manager.health("b").in_flight == 1)
-        changed = provider("b", sim_b.port, connections=2, window=5)
-        result = await manager.reload([provider("a", sim_a.port, connections=3), changed])
+        setup.nursery.start_soon(submit)
+        await until(lambda: manager.health("b").in_flight >= 1)
+
+        result = await manager.reload([a, attrs.evolve(b, window=5)])
         assert result == ReloadResult(restarted=("b",))
-        assert len(results) == 1  # the old pool's submit completed before it unbound
-        assert sim_b.sim.stats.pdus_received["unbind"] == 2
-        await until(lambda: manager.health("b").bound == 2)
-        assert sim_b.sim.stats.binds == 4 and sim_b.sim.stats.sessions == 2
+        # reload() returned once both replacements were bound.
         health = manager.health("b")
+        assert health.bound == 2 and health.capacity == 10
         assert [c.window for c in health.connections] == [5, 5]
         assert all(c.stats.binds == 1 for c in health.connections)  # new clients
-        await manager.submit("b", sm(), timeout=5)
-        await check_traffic(traffic, sim_a)
+        stats = sim_b.sim.stats
+        assert stats.binds == 4 and stats.pdus_received["unbind"] == 2
+        assert stats.binds_over_limit == 0 and stats.peak_sessions == {"b": 2}
+        await until(lambda: len(in_flight) == 1)
+        before = traffic_b.ok
+        await until(lambda: traffic_b.ok >= before + 5)
+        await traffic_b.stop()
+        assert traffic_b.errors == []
+        assert sim_b.sim.stats.submits_accepted == traffic_b.ok + 1
+        await check_traffic(traffic_a, sim_a)
+
+
+async def test_a_replacement_that_cannot_bind_stops_the_roll(
+    setup: Setup, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The new password is wrong: the first connection's replacement is refused; the roll
+    stops there, and the other connection keeps the old settings and the traffic. A reload
+    with the right password then replaces both."""
+    with trio.fail_after(30):
+        sim = await setup.simulator(SimulatorConfig(accounts=("b:secret",)))
+        b = provider("b", sim.port, connections=2)
+        manager = await setup.manager([b])
+        await until(lambda: manager.health("b").bound == 2)
+        traffic = await start_traffic(setup, manager, "b")
+
+        result = await manager.reload([attrs.evolve(b, password="wrong")])
+        assert result == ReloadResult(restarted=("b",))
+        health = manager.health("b")
+        assert [c.bound for c in health.connections] == [False, True]
+        assert sim.sim.stats.bind_failures >= 2
+        assert "b#0: the new settings did not bind (2 attempts" in caplog.text
+        before = traffic.ok
+        await until(lambda: traffic.ok >= before + 5)  # on connection 1, unchanged
+
+        result = await manager.reload([attrs.evolve(b, window=5)])
+        assert result == ReloadResult(restarted=("b",))
+        health = manager.health("b")
+        assert health.bound == 2 and [c.window for c in health.connections] == [5, 5]
+        assert sim.sim.stats.sessions == 2
+        before = traffic.ok
+        await until(lambda: traffic.ok >= before + 5)
+        await traffic.stop()
+        assert traffic.errors == []
 
 
 async def test_reload_resizes_a_pool(setup: Setup) -> None:
@@ -193,9 +249,12 @@ async def test_pools_sized_by_their_owner_start_at_its_size_and_resize_only_on_r
         assert sim_b.sim.stats.pdus_received["unbind"] == 2
         await manager.resize("gone", 2)  # an unknown provider: nothing
         assert manager.size("gone") == 0
-        # A pool restarted by a reload starts at the owner's size.
-        sizes["b"] = 2
+        # New connection settings replace the connection the owner gave it, keeping its size.
+        binds = sim_b.sim.stats.binds
         restarted = attrs.evolve(b, connections=2, window=5)
         assert await manager.reload([restarted]) == ReloadResult(restarted=("b",))
-        await until(lambda: manager.health("b").bound == 2)
+        health = manager.health("b")
+        assert manager.size("b") == 1 and [c.window for c in health.connections] == [5]
+        assert health.bound == 1 and sim_b.sim.stats.binds == binds + 1
+        assert sim_b.sim.stats.peak_sessions == {"b": 3}  # the resize's, never more
         await manager.submit("b", sm(), timeout=5)

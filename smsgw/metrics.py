@@ -18,7 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from typing import Any, Protocol
 
 import trio
@@ -554,7 +562,25 @@ class Metrics:
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        return generate_latest(_WithoutCreated(self.registry)), CONTENT_TYPE_LATEST
+
+
+class _WithoutCreated(Collector):
+    """A registry's metrics without the ``_created`` samples prometheus-client adds to every
+    counter and histogram. In the text format they are series of their own, named like
+    counts (``smsgw_messages_created`` is a timestamp, not a number of messages), and double
+    the series scraped."""
+
+    _TYPES = frozenset({"counter", "histogram", "summary"})
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self._registry.collect():  # fresh objects at every scrape
+            if metric.type in self._TYPES:
+                metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
 
 
 # --- HTTP -------------------------------------------------------------------------------------

@@ -434,6 +434,12 @@ class Gateway:
             return None
         return self._shared.membership.instances
 
+    def sent_by_others(self) -> bool:
+        """Whether the instances sharing the providers' limits left this one no connection of
+        any provider at the last heartbeat, so the others send what it accepts (False when
+        the limits are not shared). ``/readyz`` counts such an instance ready unbound."""
+        return self._shared is not None and self._shared.keeps_none
+
     def current_rate(self, provider: str) -> float:
         """The rate the limiter allows ``provider`` now (AIMD), a metric; ``KeyError`` if there
         is no such provider."""

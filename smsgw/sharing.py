@@ -80,6 +80,17 @@ class SharedLimits:
         return len(self.held.get(provider, ()))
 
     @property
+    def keeps_none(self) -> bool:
+        """Whether the division at the last heartbeat, answered within ``timeout``, gave this
+        instance none of any provider's connections (more instances than connections): the
+        other instances send, this one takes submissions into the shared queue."""
+        if not self._configs or self._last_ok is None:
+            return False
+        if trio.current_time() - self._last_ok >= self.timeout:
+            return False
+        return all(self._targets.get(name) == 0 for name in self._configs)
+
+    @property
     def instance_count(self) -> int:
         """Live instances at the last heartbeat (0: none read yet)."""
         return len(self.membership.instances)

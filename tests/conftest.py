@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -71,3 +73,12 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
         "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
     return d
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real redis-server (AOF on) for the whole session; tests keep apart by key prefix."""
+    from smsgw.testing.redis import RedisServer
+
+    with RedisServer.start(tmp_path_factory.mktemp("redis"), appendonly=True) as server:
+        yield server

@@ -539,8 +539,14 @@ class ApiApp:
         return json_response(200, {"alive": True})
 
     async def readyz(self, request: Request, key: None) -> Response:
-        checks = {"storage": False, "queue": False, "provider_bound": False}
         gateway = self.gateway
+        checks = {
+            "accepting": gateway.accepting,
+            "storage": False,
+            "queue": False,
+            "provider_bound": False,
+            "sent_by_others": gateway.sent_by_others(),
+        }
         with trio.move_on_after(5.0):
             try:
                 await gateway.store.list_messages(limit=1)
@@ -556,7 +562,14 @@ class ApiApp:
                 checks["provider_bound"] = any(
                     h.bound > 0 for h in gateway.providers.snapshot().values()
                 )
-        ready = all(checks.values())
+        # An instance the shared limits leave without connections is ready unbound: it takes
+        # submissions into the shared queue and the others send them.
+        ready = (
+            checks["accepting"]
+            and checks["storage"]
+            and checks["queue"]
+            and (checks["provider_bound"] or checks["sent_by_others"])
+        )
         return json_response(200 if ready else 503, {"ready": ready, "checks": checks})
 
 

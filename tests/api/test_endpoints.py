@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import uuid
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
 import trio
 
+from smsgw.config import GatewayConfig, QueueBackend, RedisQueueConfig
 from smsgw.simulator import Faults
 
 from .harness import (
@@ -20,10 +23,24 @@ from .harness import (
     gateway_config,
     provider,
     start_api,
+    start_simulator,
+    wait_bound,
     wait_status,
 )
 
 TO = "+4915112345678"
+
+
+def ready_checks(**changed: bool) -> dict[str, bool]:
+    """The ``/readyz`` checks of a ready instance bound to its provider, ``changed`` apart."""
+    checks = {
+        "accepting": True,
+        "storage": True,
+        "queue": True,
+        "provider_bound": True,
+        "sent_by_others": False,
+    }
+    return {**checks, **changed}
 
 
 async def test_post_message_is_delivered_with_full_history(api: Api) -> None:
@@ -250,7 +267,7 @@ async def test_health_and_readiness(api: Api) -> None:
         assert ready.status_code == 200
         assert ready.json() == {
             "ready": True,
-            "checks": {"storage": True, "queue": True, "provider_bound": True},
+            "checks": ready_checks(),
         }
 
 
@@ -268,6 +285,9 @@ async def test_answers_close_their_connection_once_the_gateway_drains(api: Api) 
         after = await client.get("/healthz")
         assert after.status_code == 200
         assert after.headers["connection"] == "close"
+        # A draining gateway takes no submissions: not ready, so load balancers move on.
+        ready = await client.get("/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["accepting"] is False
 
 
 async def test_not_ready_without_a_bound_provider(nursery: trio.Nursery, tmp_path: Path) -> None:
@@ -276,8 +296,56 @@ async def test_not_ready_without_a_bound_provider(nursery: trio.Nursery, tmp_pat
     async with api.client() as client:
         ready = await client.get("/readyz")
     assert ready.status_code == 503
-    assert ready.json()["checks"] == {"storage": True, "queue": True, "provider_bound": False}
+    assert ready.json()["checks"] == ready_checks(provider_bound=False)
     await api.stop()
+
+
+async def test_an_instance_the_shared_limits_leave_without_connections_is_ready(
+    nursery: trio.Nursery, tmp_path: Path, redis_server: Any
+) -> None:
+    """Two instances on one Redis share an account of one connection: b keeps none and is
+    ready unbound (the submissions it takes are sent by a); when a stops, b takes the
+    connection and is ready bound."""
+    _, port = await start_simulator(nursery)
+    redis = RedisQueueConfig(
+        url=redis_server.url,
+        prefix=f"t{uuid.uuid4().hex[:10]}",
+        heartbeat=0.2,
+        instance_timeout=1.0,
+    )
+
+    def instance(name: str) -> GatewayConfig:
+        config = gateway_config(
+            tmp_path / name,
+            [provider("sim", port)],
+            queue={"backend": QueueBackend.REDIS, "redis": redis},
+        )
+        section = attrs.evolve(config.gateway, instance_id=name)
+        return attrs.evolve(config, gateway=section)
+
+    with trio.fail_after(30):
+        a = await start_api(nursery, instance("a"))
+        await wait_bound(a)
+        b = await start_api(nursery, instance("b"))
+        while a.gateway.instances() != ("a", "b") or b.gateway.instances() != ("a", "b"):
+            await trio.sleep(0.05)
+        async with b.client() as client:
+            ready = await client.get("/readyz")
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == ready_checks(provider_bound=False, sent_by_others=True)
+        async with b.client(SEND_KEY) as client:
+            accepted = (
+                await client.post("/messages", json={"to": TO, "from": "ACME", "text": "hi"})
+            ).json()
+        assert accepted["status"] == "queued"
+        while a.gateway.stats().submitted < 1:  # a sends it
+            await trio.sleep(0.02)
+        await a.stop()
+        await wait_bound(b)
+        async with b.client() as client:
+            checks = (await client.get("/readyz")).json()["checks"]
+        assert checks["provider_bound"] and not checks["sent_by_others"]
+        await b.stop()
 
 
 async def test_unknown_endpoint_and_method(api: Api) -> None:

@@ -5,7 +5,7 @@ Redis: one ``redis-server`` for the session, a fresh key prefix per test)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +15,6 @@ import trio
 from smsgw.adapters.redis import RedisClient, open_redis
 
 from .harness import EMBEDDED, Backend, Harness
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from smsgw.testing.redis import RedisServer
-
-    with RedisServer.start(tmp_path_factory.mktemp("redis"), appendonly=True) as server:
-        yield server
 
 
 @pytest.fixture

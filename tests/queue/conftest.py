@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
 
 import attrs
 import pytest
@@ -83,15 +82,6 @@ def redis_env(url: str) -> QueueEnv:
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock()
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One real redis-server (AOF on) for the whole session."""
-    from smsgw.testing.redis import RedisServer
-
-    with RedisServer.start(tmp_path_factory.mktemp("redis"), appendonly=True) as server:
-        yield server
 
 
 @pytest.fixture(params=["sqlite", "redis"])

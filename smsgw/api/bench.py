@@ -20,6 +20,10 @@ Figures printed (medians of ``--repeats`` runs, with the load average before and
   submitted to the SMSC, to the last delivery receipt, and to the last webhook delivered, in
   messages/s (and webhooks/s).
 
+- Kannel (the peer), when its ``bearerbox`` and ``smsbox`` are on ``PATH``: the end-to-end
+  phase's messages through it, on the same simulator (:mod:`smsgw.bench.kannel`); the ratio of
+  the two "all done" figures is printed.
+
 It reports; it never fails on speed. The issue's targets (single >= 2,000 requests/s, batch
 >= 10,000 messages/s, end to end >= 3,000 messages/s) are printed next to the figures.
 """
@@ -48,6 +52,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from smsgw.asgi import ASGIApp, Receive, Scope, Send, lifespan
 from smsgw.asgi_server import ServerSettings, serve
+from smsgw.bench import kannel
 from smsgw.bench.gateway import ServerProcess, Setup, SimulatorProcess, config_text
 from smsgw.bench.report import print_table
 from smsgw.config import GatewayConfig, parse_config
@@ -69,6 +74,9 @@ DRIVE_TIMEOUT = 600.0
 #: ``[queue] max_depth`` of the bench's gateways.
 QUEUE_DEPTH = 10_000_000
 
+#: The statuses whose changes the end-to-end phase's webhooks report.
+E2E_STATUSES = ["submitted", "delivered", "undelivered", "expired", "rejected", "failed"]
+
 TARGETS = {
     "single": ">= 2,000 requests/s",
     "batch": ">= 10,000 messages/s",
@@ -87,9 +95,10 @@ def _request_body(mode: str, size: int, callback_url: str | None = None) -> byte
 
 @attrs.frozen
 class LoadRun:
-    """One load run: ``count`` requests (single messages, batches of ``size``, or ``hello``: a
-    single message's request to the bare server) over ``concurrency`` connections; with
-    ``callback_url`` every message asks for its status webhooks there."""
+    """One load run: ``count`` requests (single messages, batches of ``size``, ``hello``: a
+    single message's request to the bare server, or ``get``: ``url`` itself, Kannel's
+    one-message URL) over ``concurrency`` connections; with ``callback_url`` every message
+    asks for its status webhooks there."""
 
     url: str
     key: str
@@ -128,10 +137,13 @@ async def drive(run: LoadRun) -> dict[str, Any]:
     """Make ``run`` (in the client process); the figures."""
     parts = urlsplit(run.url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
-    path = parts.path + ("/messages/batch" if run.mode == "batch" else "/messages")
-    headers = {"Authorization": f"Bearer {run.key}", "Content-Type": "application/json"}
-    body = _request_body(run.mode, run.size, run.callback_url)
-    request = build_request(host, port, path, headers, body)
+    if run.mode == "get":  # the peer's one-message URL, as it is
+        request = build_request(host, port, f"{parts.path}?{parts.query}", {}, b"", "GET")
+    else:
+        path = parts.path + ("/messages/batch" if run.mode == "batch" else "/messages")
+        headers = {"Authorization": f"Bearer {run.key}", "Content-Type": "application/json"}
+        body = _request_body(run.mode, run.size, run.callback_url)
+        request = build_request(host, port, path, headers, body)
     cpu = time.process_time()
     figures = await load(host, port, request, count=run.count, concurrency=run.concurrency)
     figures["client_cpu_per_request"] = (time.process_time() - cpu) / run.count
@@ -283,6 +295,7 @@ async def _end_to_end(
     # its own machine; this one should take as little of the shared cores as it can).
     receiver = [sys.executable, "-m", "smsgw.bench.webhooks", "--serve-receiver"]
     async with ServerProcess(receiver) as port:
+        cpu = _cpu_seconds(resource.RUSAGE_SELF)
         start = time.perf_counter()  # wall-clock
         hooked = LoadRun(
             url,
@@ -307,6 +320,7 @@ async def _end_to_end(
                 if delivered_at is not None and waiting == 0:
                     hooked_at = now
                 await trio.sleep(0.05)
+        cpu = _cpu_seconds(resource.RUSAGE_SELF) - cpu
     hooks = (await _counts(gateway))[2] - hooks0
 
     def rate(count: float, at: float | None) -> float:
@@ -319,6 +333,44 @@ async def _end_to_end(
         "webhooks": hooks,
         "webhooks_per_second": rate(hooks, hooked_at),
         "done_per_second": rate(total, hooked_at),
+        "cpu_per_message": cpu / total,
+    }
+
+
+async def _kannel(smsc_port: int, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The end-to-end phase's messages through Kannel (:mod:`smsgw.bench.kannel`) on the same
+    simulator: from the first request until its last status callback. None when Kannel is not
+    installed."""
+    if not kannel.available():
+        return None
+    total = args.e2e_batches * args.batch_size
+    counter = kannel.Counter()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(kannel.serve_counter, counter)
+        async with kannel.open_kannel(smsc_port) as peer:
+            cpu = peer.cpu_seconds()
+            start = time.perf_counter()  # wall-clock
+            url = peer.sendsms_url(f"http://127.0.0.1:{port}/status")
+            accepted = await _client_process(LoadRun(url, "", "get", total, 1, args.concurrency))
+            expected = kannel.CALLBACKS_PER_MESSAGE * total
+            with trio.move_on_after(E2E_TIMEOUT):
+                while counter.count < expected:
+                    quiet = time.perf_counter() - max(counter.last, start)  # wall-clock
+                    if quiet >= kannel.QUIET:
+                        break  # the rest is not coming (receipts Kannel could not match)
+                    await trio.sleep(0.05)
+            seconds = max(counter.last, start) - start
+            cpu = peer.cpu_seconds() - cpu
+            lost = await peer.unmatched_receipts()
+        nursery.cancel_scope.cancel()
+    return {
+        "messages": total,
+        "accepted": accepted,
+        "callbacks": counter.count,
+        "callbacks_per_second": counter.count / seconds if seconds else 0.0,
+        "done_per_second": total / seconds if seconds else 0.0,
+        "receipts_lost": lost,
+        "cpu_per_message": cpu / total,
     }
 
 
@@ -326,6 +378,9 @@ def _config(state: str, smsc_port: int, key: str) -> GatewayConfig:
     text = config_text(Setup(host="127.0.0.1", port=smsc_port), Path(state))
     # Every phase's messages fit in the queue: this measures acceptance, not backpressure.
     text = text.replace("[queue]\n", f"[queue]\nmax_depth = {QUEUE_DEPTH}\n", 1)
+    # Webhooks for the changes Kannel calls back for (its dlr-mask 27): accepted by the SMSC,
+    # and the final state. Not "submitting", the gateway's own step before the SMSC answers.
+    text += f"\n[webhooks]\nstatuses = {json.dumps(E2E_STATUSES)}\n"
     text += f'\n[[api.keys]]\nname = "bench"\nsha256 = "{hash_key(key)}"\nscopes = ["send"]\n'
     return parse_config(text, source="bench", environ={})
 
@@ -377,18 +432,22 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="smsgw-api-bench-") as state:
         async with SimulatorProcess() as sim_port:
             running = await _api(_config(state, sim_port, key), key, args, end_to_end=True)
+            peer_e2e = await _kannel(sim_port, args)
     return {
         "bare_server": bare,
         "bare_hypercorn": peer,
         "api_alone": alone,
         **running,
+        "kannel": peer_e2e,
         "load_average": {"before": load_before[:3], "after": os.getloadavg()[:3]},
         "cpus": os.cpu_count(),
         "processes": {
             "server": "(this process) the bare servers, then each gateway with its API "
             "(smsgw.asgi_server)",
-            "simulator": "SMSC simulator, child process (last phase only)",
+            "simulator": "SMSC simulator, child process (last phases only)",
             "receiver": "webhook receiver (h11, answers 204), child process (end to end only)",
+            "kannel": "Kannel's bearerbox and smsbox, child processes, and their callback "
+            "receiver in this process (the peer, last)",
             "client": "load generator (smsgw.api.bench_client), one child process per run",
         },
     }
@@ -432,7 +491,8 @@ def report(results: dict[str, Any]) -> None:
              f"{e2e['webhooks_per_second']:,.0f} webhooks/s ({e2e['webhooks']:,})",
              "", "", "", ""),
             ("end to end: all done", f"{e2e['done_per_second']:,.0f} messages/s",
-             "", "", "", TARGETS["e2e"]),
+             "", "", f"{e2e['cpu_per_message'] * 1e6:,.0f} us/message", TARGETS["e2e"]),
+            *_kannel_rows(results["kannel"]),
         ],
     )  # fmt: skip
     before, after = results["load_average"]["before"], results["load_average"]["after"]
@@ -442,6 +502,7 @@ def report(results: dict[str, Any]) -> None:
     )
     ratio = bare["requests_per_second"] / peer["requests_per_second"]
     print(f"  the API's server answers {ratio:.1f}x the requests/s of hypercorn (bare, same app)")
+    _kannel_notes(e2e, results["kannel"])
     for role, what in results["processes"].items():
         print(f"  {role}: {what}")
     print(
@@ -456,6 +517,44 @@ def report(results: dict[str, Any]) -> None:
     }
     if refused:
         print(f"  answers other than 2xx: {refused}")
+
+
+def _kannel_rows(peer: dict[str, Any] | None) -> list[tuple[str, ...]]:
+    if peer is None:
+        return []
+    accepted = peer["accepted"]
+    return [
+        (
+            "Kannel (the peer): accepted",
+            f"{accepted['requests_per_second']:,.0f} requests/s",
+            _ms(accepted["p50"]),
+            _ms(accepted["p99"]),
+            "",
+            "",
+        ),
+        (
+            "Kannel (the peer): all done",
+            f"{peer['done_per_second']:,.0f} messages/s",
+            "",
+            "",
+            f"{peer['cpu_per_message'] * 1e6:,.0f} us/message",
+            "",
+        ),
+    ]
+
+
+def _kannel_notes(e2e: dict[str, Any], peer: dict[str, Any] | None) -> None:
+    if peer is None:
+        print("  Kannel (the peer) is not installed (Debian: apt install kannel): no ratio")
+        return
+    ratio = e2e["done_per_second"] / peer["done_per_second"] if peer["done_per_second"] else 0
+    print(
+        f"  end to end, all done: the gateway does {ratio:.2f}x Kannel's messages/s (same "
+        "simulator and machine, one run each; Kannel takes one message a request, the gateway "
+        f"batches); Kannel: {peer['callbacks']:,} callbacks of {2 * peer['messages']:,}, "
+        f"{peer['receipts_lost']:,} receipts lost (they came before their submit_sm_resp was "
+        "processed); its store file is not synced at each message, the gateway's queue is"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -478,7 +577,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--drive", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--key", help=argparse.SUPPRESS)
-    parser.add_argument("--mode", choices=["single", "batch", "hello"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--mode", choices=["single", "batch", "hello", "get"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--callback-url", help=argparse.SUPPRESS)
     return parser
 

@@ -30,9 +30,11 @@ class ClientError(Exception):
     """The server's answer is not one this client reads (or the connection ended)."""
 
 
-def build_request(host: str, port: int, path: str, headers: dict[str, str], body: bytes) -> bytes:
-    """``POST path`` with ``body``, as the bytes sent on the wire."""
-    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}"]
+def build_request(
+    host: str, port: int, path: str, headers: dict[str, str], body: bytes, method: str = "POST"
+) -> bytes:
+    """``POST path`` with ``body`` (or another ``method``), as the bytes sent on the wire."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 

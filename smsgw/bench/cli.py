@@ -19,7 +19,7 @@ BENCHES = {
     "codec": ("smsgw.bench.codec", "smpp_codec encode+decode vs python-smpplib"),
     "queue": ("smsgw.bench.queue", "queue backends: enqueue, lease+ack, latency"),
     "raw": ("smsgw.bench.raw", "one SMPP client session blasting the simulator"),
-    "api": ("smsgw.api.bench", "the HTTP API: single and batch submissions, end to end"),
+    "api": ("smsgw.api.bench", "the HTTP API: single, batch, end to end (vs Kannel)"),
     "webhooks": ("smsgw.bench.webhooks", "the webhook deliverer draining a full outbox"),
 }
 

@@ -114,6 +114,9 @@ class Connection:
         self._out_send, self._out_receive = trio.open_memory_channel[bytes | None](WRITE_QUEUE)
         self._held: list[tuple[float, int, bytes, bool]] = []
         self._held_tie = itertools.count()
+        #: A bind response held back by latency: until it is written the ESME is not bound,
+        #: so nothing else goes to it and the connection takes no receipts.
+        self._bind_resp: bytes | None = None
         self._held_wake = trio.Event()
         self._deliver_wake = trio.Event()
         self._private: deque[MoPart | Probe | Farewell] = deque()
@@ -339,7 +342,10 @@ class Connection:
     def _carry_out(self, reply: Reply, out: list[bytes], now: float) -> bool:
         """Act on one reply; False when the connection must close after it."""
         if reply.bound:
-            self._sim.connection_bound(self)
+            held = reply.delay > 0 and bool(reply.data)
+            if held:
+                self._bind_resp = reply.data  # the ESME is bound once it is written (_delayer)
+            self._sim.connection_bound(self, receiving=not held)
         if reply.close:
             return False
         data = reply.data
@@ -388,6 +394,11 @@ class Connection:
                     link.held -= 1
             if batch:
                 await self._write(b"".join(batch))
+                bind_resp = self._bind_resp
+                if bind_resp is not None and any(data is bind_resp for data in batch):
+                    self._bind_resp = None
+                    self._sim.receiving(self)
+                    self._deliver_wake.set()
                 continue
             with trio.move_on_at(held[0][0] if held else math.inf):
                 await self._held_wake.wait()
@@ -403,10 +414,15 @@ class Connection:
             self._deliver_wake = trio.Event()
             now = trio.current_time()
             for item in session.handle_timeout(now):
-                    self._complete(item.token, None)  # an unanswered Probe: the heartbeat aborts
+                self._complete(item.token, None)  # an unanswered Probe: the heartbeat aborts
             batch: list[bytes] = []
             written: list[ReceiptJob] = []
-            if session.bound and not session.peer_unbinding and not session.unbinding:
+            if (
+                session.bound
+                and self._bind_resp is None
+                and not session.peer_unbinding
+                and not session.unbinding
+            ):
                 private = self._private
                 while private and (isinstance(private[0], Probe | Farewell) or window.free > 0):
                     job = private.popleft()

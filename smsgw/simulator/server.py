@@ -220,10 +220,18 @@ class Simulator:
 
     # -- called by connections ----------------------------------------------------------------
 
-    def connection_bound(self, connection: Connection) -> None:
+    def connection_bound(self, connection: Connection, *, receiving: bool = True) -> None:
+        """A bind was accepted: the session counts from now (``max_binds``). ``receiving``:
+        its bind response is written, so receipts may go to it; else :meth:`receiving` says
+        when it is."""
         self._bound[connection] = None
         self.smsc.counters.session_started(connection.system_id or "")
-        if connection.receives and connection.system_id is not None:
+        if receiving:
+            self.receiving(connection)
+
+    def receiving(self, connection: Connection) -> None:
+        """The bind response of ``connection`` is written: receipts and MOs may go to it."""
+        if connection.receives and connection.system_id is not None and connection in self._bound:
             self._receivers.setdefault(connection.system_id, []).append(connection)
             connection.wake()  # receipts may be waiting for it
 

@@ -6,6 +6,8 @@ import pytest
 import trio
 
 from smpp_codec import (
+    BindReceiver,
+    BindReceiverResp,
     BindTransmitter,
     CommandStatus,
     EnquireLink,
@@ -57,6 +59,37 @@ async def test_latency_delays_every_response(nursery, autojump_clock):
     await esme.request(EnquireLink(sequence_number=esme.seq()))
     assert trio.current_time() - start == pytest.approx(4)
     assert run.sim.stats.faults["latency"] == 3
+
+
+async def test_with_latency_nothing_goes_before_the_bind_response(nursery, autojump_clock):
+    """Receipts waiting for the account, a receiver binding with 2 s of latency: the first
+    PDU it reads is its bind_resp (an ESME is bound only once it has read it), then the
+    receipts."""
+    run = await serve(nursery, with_faults(latency="2s"))
+    sender = await run.bound(BindTransmitter)
+    for _ in range(3):
+        resp = await sender.request(submit(sender.seq(), registered_delivery=1))
+        assert resp.command_status == 0
+    receiver = await run.esme()
+    await receiver.send(BindReceiver(sequence_number=receiver.seq(), system_id="esme"))
+    first = await receiver.recv()
+    assert isinstance(first, BindReceiverResp) and first.command_status == 0, first
+    for _ in range(3):
+        await receiver.ack(await receiver.deliver())
+
+
+async def test_with_latency_a_bind_counts_against_max_binds_once_accepted(nursery, autojump_clock):
+    """The first bind's response is still held back by latency when the second bind comes:
+    the account's one session is taken all the same, and the second bind is refused."""
+    config = SimulatorConfig(seed=4, max_binds=1, faults=Faults(latency="2s"))
+    run = await serve(nursery, config)
+    first, second = await run.esme(), await run.esme()
+    await first.send(BindTransmitter(sequence_number=first.seq(), system_id="esme"))
+    await trio.sleep(0.5)
+    refused = await second.bind(BindTransmitter)
+    assert refused.command_status == S.ESME_RBINDFAIL
+    assert (await first.recv()).command_status == 0
+    assert run.sim.stats.binds_over_limit == 1 and run.sim.stats.peak_sessions == {"esme": 1}
 
 
 async def test_latency_jitter_spreads_responses_and_may_reorder_them(nursery, autojump_clock):

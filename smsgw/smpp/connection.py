@@ -163,6 +163,8 @@ class SmppConnection:
         self._last_received = -math.inf
         self._reader_blocked = False
         self._unanswered: collections.deque[Inbound] = collections.deque()
+        #: Set when no inbound PDU is left unanswered; waited on only by a graceful close.
+        self._answered: trio.Event | None = None
         self._timer_wakeup = trio.Event()
         self._timer_at = math.inf
 
@@ -307,9 +309,14 @@ class SmppConnection:
         self._accepting = False
         self._wake_slot_waiters()
         drain = self.config.drain_timeout if drain_timeout is None else drain_timeout
-        if self.session.window.in_use:
-            with trio.move_on_after(drain):
+        with trio.move_on_after(drain):
+            if self.session.window.in_use:
                 await self._drained.wait()
+            # What the SMSC sent us (receipts being stored...) is answered before the unbind:
+            # else it delivers them again, or, if it does not retry, they are lost.
+            while self._awaiting_answers() and not self._ending.is_set():
+                self._answered = trio.Event()
+                await self._answered.wait()
         if self.session.bound and not self.session.unbinding:
             try:
                 await self.request(Unbind(sequence_number=0), timeout=self.config.response_timeout)
@@ -317,6 +324,14 @@ class SmppConnection:
                 log.info("%s: unbind not answered: %s", self.name, exc)
         self._end("closed by us")
         await self.finished.wait()
+
+    def _awaiting_answers(self) -> bool:
+        return any(not inbound.answered for inbound in self._unanswered)
+
+    def _answered_one(self) -> None:
+        """An inbound PDU was answered: a graceful close may go on once none is left."""
+        if self._answered is not None and not self._awaiting_answers():
+            self._answered.set()
 
     def abort(self, reason: str) -> None:
         """End the link now, without unbinding (outstanding requests fail)."""
@@ -390,6 +405,7 @@ class SmppConnection:
                     )
                     assert not isinstance(inbound.pdu, AlertNotification)
                     inbound.answered = True
+                    self._answered_one()
                     try:
                         data = self.session.send(
                             inbound.pdu.response(self.config.inbound_default_status)
@@ -520,6 +536,7 @@ class SmppConnection:
         unanswered = self._unanswered
         while unanswered and unanswered[0].answered:
             unanswered.popleft()
+        self._answered_one()
         try:
             data = self.session.send(response)
         except LocalProtocolError:
@@ -641,6 +658,8 @@ class SmppConnection:
         self._out_send.close()
         self._fail_outstanding()
         self._wake_slot_waiters()
+        if self._answered is not None:
+            self._answered.set()  # nothing can be answered any more
 
     def _fail_outstanding(self) -> None:
         for item in self.session.close():

@@ -457,6 +457,41 @@ async def test_graceful_close_drains_the_window_then_unbinds(
     assert h.result == ["closed by us"]
 
 
+async def test_graceful_close_answers_what_the_smsc_sent_before_it_unbinds(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A receipt the application is still storing when the close starts is answered before
+    the unbind: an SMSC that does not deliver it again would otherwise lose it."""
+    h = Harness()
+    await h.start(nursery)
+    await h.smsc.send(DeliverSm(sequence_number=30, esm_class=0x04, short_message=b"id:1"))
+    receipt = await h.inbound.receive()
+    nursery.start_soon(h.conn.aclose)
+    await trio.sleep(1)  # storing it takes a while
+    await receipt.reply()
+    # The answer first, then the unbind (the next PDU after it).
+    assert await h.smsc.expect(DeliverSmResp) == DeliverSmResp(sequence_number=30)
+    unbind = await h.smsc.expect(Unbind)
+    await h.smsc.send(unbind.response())
+    await h.conn.finished.wait()
+    assert h.result == ["closed by us"]
+
+
+async def test_graceful_close_waits_for_unanswered_deliveries_within_the_drain_timeout(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    h = Harness()
+    await h.start(nursery)
+    await h.smsc.send(DeliverSm(sequence_number=31, short_message=b"mo"))
+    await h.inbound.receive()  # and never answered
+    start = trio.current_time()
+    nursery.start_soon(h.conn.aclose)
+    unbind = await h.smsc.expect(Unbind)
+    assert trio.current_time() - start == pytest.approx(CONFIG.drain_timeout)
+    await h.smsc.send(unbind.response())
+    await h.conn.finished.wait()
+
+
 async def test_graceful_close_gives_up_on_the_window_after_drain_timeout(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:

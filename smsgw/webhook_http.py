@@ -34,8 +34,10 @@ Blocked networks (``blocked``, ``[webhooks] blocked_networks``: no request to cl
 endpoints, loopback or private services on behalf of whoever chose the URL): a direct
 connection resolves the target's host (a literal IP needs no lookup), drops the addresses in a
 blocked network (an IPv4-mapped IPv6 address counts as its IPv4 address too), and connects to
-the others by address, in the resolver's order, each given :data:`HAPPY_EYEBALLS_DELAY` before
-the next is tried alongside (as ``trio.open_tcp_stream`` does). Connecting by address means
+the others by address, in the resolver's order but with the first address of the other family
+second (RFC 6555 section 5.4: a broken IPv6 path costs one delay, not one per IPv6 address),
+each given :data:`HAPPY_EYEBALLS_DELAY` before the next is tried alongside (as
+``trio.open_tcp_stream`` does). Connecting by address means
 that a second DNS answer cannot differ from the one checked (no DNS rebinding); TLS still
 checks the certificate against the target's name. Through a proxy the proxy resolves names,
 so only a target whose URL host is an IP address (in any form the resolver reads as one, such
@@ -71,6 +73,7 @@ __all__ = [
     "Resolver",
     "Target",
     "is_blocked",
+    "other_family_second",
     "parse_target",
     "unblocked",
 ]
@@ -409,7 +412,8 @@ class HttpPool:
                     addresses = await self._resolve(target.host, target.port)
                 except (OSError, UnicodeError) as exc:  # UnicodeError: an empty or long label
                     raise DeliveryFailed(f"connect to {where} failed: {_os_reason(exc)}") from exc
-            tcp = await _connect_first(unblocked(target.host, addresses, blocked), where)
+            allowed = unblocked(target.host, addresses, blocked)
+            tcp = await _connect_first(other_family_second(allowed), where)
         else:
             # The proxy resolves names (its own rules apply); an address we can still check.
             unblocked(target.host, _literal_addresses(target.host, target.port), blocked)
@@ -480,6 +484,18 @@ def _literal_addresses(host: str, port: int) -> Sequence[AddressInfo]:
 
 async def _getaddrinfo(host: str, port: int) -> Sequence[AddressInfo]:
     return await trio.socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+
+
+def other_family_second(addresses: Sequence[AddressInfo]) -> list[AddressInfo]:
+    """``addresses`` in their order, but for the first one of another family than the first
+    address, moved to second place (RFC 6555 section 5.4), as ``trio.open_tcp_stream`` orders
+    a resolver's answers."""
+    ordered = list(addresses)
+    for i, address in enumerate(ordered[1:], start=1):
+        if address[0] != ordered[0][0]:
+            ordered.insert(1, ordered.pop(i))
+            break
+    return ordered
 
 
 async def _connect_first(addresses: Sequence[AddressInfo], name: str) -> trio.SocketStream:

@@ -31,6 +31,7 @@ from smsgw.webhook_http import (
     HttpPool,
     Resolver,
     is_blocked,
+    other_family_second,
     unblocked,
 )
 from smsgw.webhooks import WebhookDeliverer
@@ -411,3 +412,23 @@ async def test_reconfigure_blocks_the_next_connection_of_a_running_deliverer(
     assert len(receiver.received) == 1
     (row,) = await store.pending_notifications(now=START + 100)
     assert row.last_error == blocked_message("127.0.0.1", "127.0.0.1")
+
+
+@pytest.mark.parametrize(
+    ("answers", "ordered"),
+    [
+        (["2001:db8::1", "2001:db8::2", "192.0.2.1", "192.0.2.2"],
+         ["2001:db8::1", "192.0.2.1", "2001:db8::2", "192.0.2.2"]),
+        (["192.0.2.1", "2001:db8::1"], ["192.0.2.1", "2001:db8::1"]),
+        (["192.0.2.1", "192.0.2.2", "192.0.2.3", "2001:db8::1"],
+         ["192.0.2.1", "2001:db8::1", "192.0.2.2", "192.0.2.3"]),
+        (["2001:db8::1", "2001:db8::2"], ["2001:db8::1", "2001:db8::2"]),
+        ([], []),
+    ],
+)  # fmt: skip
+def test_the_first_address_of_the_other_family_is_tried_second(
+    answers: list[str], ordered: list[str]
+) -> None:
+    """RFC 6555 section 5.4: with a broken IPv6 path, IPv4 is tried after one delay."""
+    result = other_family_second([info(a) for a in answers])
+    assert [address[4][0] for address in result] == ordered

@@ -180,6 +180,40 @@ async def test_a_reload_divides_the_new_number_of_connections(redis_harness: Har
     never_over_the_account(sim)
 
 
+async def test_new_connection_settings_replace_an_instances_connections_within_the_account(
+    redis_harness: Harness,
+) -> None:
+    """A reload changing the window of a, which holds 2 of the account's 4: a's connections
+    are replaced one at a time, so the account never has more than 4 sessions, and the
+    messages accepted meanwhile are sent (by a or b: the queue is shared)."""
+    # Answers take 0.2 s: a's connections have submits in flight to drain at the reload.
+    sim = await redis_harness.simulator(
+        SimulatorConfig(seed=1, max_binds=4, faults=Faults(latency=0.2))
+    )
+    queue = shared_queue(redis_harness)
+    config_a = instance(redis_harness, "a", queue, sim.port)
+    with trio.fail_after(30):
+        a = await redis_harness.gateway(config_a)
+        b = await redis_harness.gateway(instance(redis_harness, "b", queue, sim.port))
+        await wait_until(lambda: kept(a) == (2, 2) and kept(b) == (2, 2), what="2 and 2")
+        binds = sim.sim.stats.binds
+        requests = [
+            SubmitRequest(to=f"4915112{n:04d}", source="ACME", text="hi") for n in range(40)
+        ]
+        results = await a.submit(requests)
+        assert all(isinstance(result, Accepted) for result in results)
+        await wait_until(lambda: a.providers.health(ACCOUNT).in_flight > 0, what="a sends")
+        wider = attrs.evolve(config_a.providers[0], window=7)
+        await a.reload(attrs.evolve(config_a, providers=(wider,)))
+        health = a.providers.health(ACCOUNT)
+        assert [c.window for c in health.connections] == [7, 7] and health.bound == 2
+        assert sim.sim.stats.binds == binds + 2
+        await wait_until(
+            lambda: a.stats().receipts + b.stats().receipts >= 40, what="40 sent and receipted"
+        )
+    never_over_the_account(sim)
+
+
 async def test_an_instance_without_redis_closes_its_connections_and_binds_when_it_is_back(
     redis_harness: Harness, tmp_path: Path
 ) -> None:

@@ -46,6 +46,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
+import httpx
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
@@ -340,9 +341,18 @@ async def _end_to_end(
 async def _kannel(smsc_port: int, args: argparse.Namespace) -> dict[str, Any] | None:
     """The end-to-end phase's messages through Kannel (:mod:`smsgw.bench.kannel`) on the same
     simulator: from the first request until its last status callback. None when Kannel is not
-    installed."""
+    installed; ``{"error": ...}`` when it would not run (the gateway's figures stand)."""
     if not kannel.available():
         return None
+    failure: list[str] = []
+    try:
+        return await _kannel_run(smsc_port, args)
+    except* (RuntimeError, OSError, ValueError, httpx.HTTPError) as group:
+        failure += [f"{type(exc).__name__}: {exc}" for exc in group.exceptions]
+    return {"error": "; ".join(failure)}
+
+
+async def _kannel_run(smsc_port: int, args: argparse.Namespace) -> dict[str, Any]:
     total = args.e2e_batches * args.batch_size
     counter = kannel.Counter()
     async with trio.open_nursery() as nursery:
@@ -520,7 +530,7 @@ def report(results: dict[str, Any]) -> None:
 
 
 def _kannel_rows(peer: dict[str, Any] | None) -> list[tuple[str, ...]]:
-    if peer is None:
+    if peer is None or "error" in peer:
         return []
     accepted = peer["accepted"]
     return [
@@ -546,6 +556,9 @@ def _kannel_rows(peer: dict[str, Any] | None) -> list[tuple[str, ...]]:
 def _kannel_notes(e2e: dict[str, Any], peer: dict[str, Any] | None) -> None:
     if peer is None:
         print("  Kannel (the peer) is not installed (Debian: apt install kannel): no ratio")
+        return
+    if "error" in peer:
+        print(f"  Kannel (the peer) did not run ({peer['error']}): no ratio")
         return
     ratio = e2e["done_per_second"] / peer["done_per_second"] if peer["done_per_second"] else 0
     print(

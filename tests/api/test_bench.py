@@ -11,7 +11,7 @@ import httpx
 import pytest
 import trio
 
-from smsgw.api.bench import LoadRun, _parser, report
+from smsgw.api.bench import LoadRun, _kannel, _parser, report
 from smsgw.bench import kannel
 
 
@@ -67,6 +67,29 @@ def test_api_bench_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
         assert "Kannel (the peer): all done" in out and "x Kannel's messages/s" in out
     report({**figures, "kannel": None})  # where Kannel is not installed
     assert "Kannel (the peer) is not installed" in capsys.readouterr().out
+    report({**figures, "kannel": {"error": "RuntimeError: no bind"}})
+    assert "Kannel (the peer) did not run (RuntimeError: no bind): no ratio" in (
+        capsys.readouterr().out
+    )
+
+
+async def test_a_kannel_that_cannot_bind_is_reported_not_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing listens at the SMSC's address: Kannel never binds, and the bench reports that
+    instead of losing the gateway's figures (without Kannel installed: no peer, None)."""
+    monkeypatch.setattr(kannel, "START_TIMEOUT", 2.0)
+    args = _parser().parse_args(["--e2e-batches", "1", "--batch-size", "10"])
+    with trio.fail_after(30):
+        with trio.socket.socket() as sock:  # a port nothing listens on
+            await sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        result = await _kannel(port, args)
+    if kannel.available():
+        assert result is not None
+        assert result["error"].startswith("RuntimeError: Kannel's SMPP connections were not bound")
+    else:
+        assert result is None
 
 
 def test_a_load_run_gets_its_key_even_when_the_key_begins_with_a_dash() -> None:

@@ -404,8 +404,16 @@ class Daemon:
             with trio.fail_after(RELOAD_TIMEOUT):
                 await gateway.reload(effective)
         except trio.TooSlowError:
-            log.error("reload did not finish within %gs", RELOAD_TIMEOUT)
-            return
+            if gateway.config is not effective:
+                log.error("reload did not finish within %gs", RELOAD_TIMEOUT)
+                return
+            # Only the connections' replacement is still under way (the provider manager's
+            # own work, which goes on): everything else is in force.
+            log.warning(
+                "reload: connections still being replaced after %gs; they go on in the "
+                "background, the rest of the configuration is in force",
+                RELOAD_TIMEOUT,
+            )
         except Exception:  # a reload failing must not take the running gateway down
             log.exception("reload failed; the gateway keeps what it applied")
             return

@@ -395,7 +395,10 @@ class Gateway:
             log.warning("[inbound] max_pending changed: it takes effect at the next start")
         if self._mo is not None:
             self._mo.reassembly_timeout = config.inbound.reassembly_timeout
-        await self._manager.reload(config.providers)
+        # The connections to replace or retire are the manager's work from here on: the rest
+        # is taken over at once, and only then does this wait for them (a caller that stops
+        # waiting leaves no half-applied reload).
+        await self._manager.reload(config.providers, wait=False)
         settings = Settings.from_config(config, previous=self._settings)
         self._settings = settings
         self._count_router = Router(config.routes, config.providers)
@@ -406,6 +409,7 @@ class Gateway:
             self._shared.apply_rates()
             await self._shared.reconfigure(config.providers)
         self.config = config
+        await self._manager.settled()
 
     def stats(self) -> GatewayStats:
         """A frozen snapshot of the counters."""

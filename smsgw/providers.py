@@ -28,9 +28,9 @@ from __future__ import annotations
 import functools
 import logging
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Protocol
+from typing import Any, Protocol
 
 import attrs
 import trio
@@ -242,6 +242,8 @@ class _Pool:
         self.emptied = False
         #: Set (and replaced) whenever a connection of the pool changes state.
         self.changed = trio.Event()
+        #: The roll of a reload replacing its connections (:meth:`ProviderManager._roll`).
+        self.roll = trio.CancelScope()
 
     @property
     def name(self) -> str:
@@ -362,6 +364,10 @@ class ProviderManager:
         self._stop_run = trio.Event()
         self._finished = trio.Event()
         self._reload_lock = trio.Lock()
+        #: Retirements and rolls that reloads started and that are still running.
+        self._settling = 0
+        self._settled = trio.Event()
+        self._settled.set()
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -568,7 +574,9 @@ class ProviderManager:
 
     # -- reload ----------------------------------------------------------------------------------
 
-    async def reload(self, providers: Sequence[ProviderConfig]) -> ReloadResult:
+    async def reload(
+        self, providers: Sequence[ProviderConfig], *, wait: bool = True
+    ) -> ReloadResult:
         """Take a new provider list, diffed by name, without interrupting unchanged providers:
 
         - new names get a pool (binding in the background);
@@ -582,8 +590,12 @@ class ProviderManager:
         - any other change (rate, status map, ...) is taken over as is.
 
         Returns once the retired connections have closed (each within its drain and unbind
-        timeouts) and the replaced ones are bound again (or a replacement failed to bind).
-        Reloads run one at a time. ``ValueError`` for a duplicated name (nothing changes then).
+        timeouts) and the replaced ones are bound again (or a replacement failed to bind); with
+        ``wait=False`` at once, and :meth:`settled` waits for that. Either way the manager's own
+        tasks do that work, so a caller that stops waiting stops nothing. A reload that
+        changes a provider again stops its roll still running and starts one for the newest
+        settings. Reloads run one at a time. ``ValueError`` for a duplicated name (nothing
+        changes then).
         """
         configs = _by_name(providers)
         async with self._reload_lock:
@@ -643,15 +655,43 @@ class ProviderManager:
                     resized,
                     updated,
                 )
-            if retiring or rolling:
-                async with trio.open_nursery() as nursery:
-                    for slots, bound in retiring:
-                        nursery.start_soon(self._retire_slots, slots, bound)
-                    for pool in rolling:
-                        nursery.start_soon(self._roll, pool)
+            for slots, bound in retiring:
+                self._settle(self._retire_slots, slots, bound)
+            for pool in rolling:
+                pool.roll.cancel()  # an earlier reload's roll: this one takes over
+                pool.roll = trio.CancelScope()
+                self._settle(self._roll, pool, pool.roll)
+            if wait:
+                await self.settled()
             return result
 
-    async def _roll(self, pool: _Pool) -> None:
+    async def settled(self) -> None:
+        """Until the retirements and rolls of the reloads so far have finished."""
+        while self._settling:
+            await self._settled.wait()
+
+    def _settle(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run ``fn(*args)`` in the manager's nursery, counted until it returns."""
+        assert self._nursery is not None
+        self._settling += 1
+        self._settled = trio.Event()
+
+        async def counted() -> None:
+            try:
+                await fn(*args)
+            finally:
+                self._settling -= 1
+                if not self._settling:
+                    self._settled.set()
+
+        self._nursery.start_soon(counted)
+
+    async def _roll(self, pool: _Pool, scope: trio.CancelScope) -> None:
+        """:meth:`_replace` under ``scope``, which a later reload of the provider cancels."""
+        with scope:
+            await self._replace(pool)
+
+    async def _replace(self, pool: _Pool) -> None:
         """Replace the clients of ``pool`` that do not have its settings, one at a time: each
         drains and unbinds, then its replacement binds, and the next waits for that bind. The
         account never has more connections bound than before, and the others carry the

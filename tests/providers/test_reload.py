@@ -175,6 +175,43 @@ async def test_a_replacement_that_cannot_bind_stops_the_roll(
         assert traffic.errors == []
 
 
+async def test_a_roll_is_the_managers_work_and_a_later_reload_takes_it_over(
+    setup: Setup,
+) -> None:
+    """b's answers take 0.3 s, so each connection drains for a while. ``wait=False`` returns
+    before any connection is replaced; a caller that stops waiting stops nothing; a reload
+    while a roll runs takes it over with the newest settings. Throughout, the SMSC's bind
+    limit holds and traffic on b goes on without an error."""
+    with trio.fail_after(30):
+        sim = await setup.simulator(
+            SimulatorConfig(seed=2, max_binds=2, faults=Faults(latency=0.3))
+        )
+        b = provider("b", sim.port, connections=2)
+        manager = await setup.manager([b])
+        await until(lambda: manager.health("b").bound == 2)
+        traffic = await start_traffic(setup, manager, "b")
+
+        result = await manager.reload([attrs.evolve(b, window=5)], wait=False)
+        assert result == ReloadResult(restarted=("b",))
+        assert [c.window for c in manager.health("b").connections] == [10, 10]
+        await manager.settled()
+        assert [c.window for c in manager.health("b").connections] == [5, 5]
+
+        with trio.move_on_after(0.1):  # the caller gives up at once: the roll goes on
+            await manager.reload([attrs.evolve(b, window=6)])
+        await manager.settled()
+        assert [c.window for c in manager.health("b").connections] == [6, 6]
+
+        await manager.reload([attrs.evolve(b, window=7)], wait=False)
+        await trio.sleep(0.1)  # the first connection is draining for window 7
+        await manager.reload([attrs.evolve(b, window=8)])
+        health = manager.health("b")
+        assert [c.window for c in health.connections] == [8, 8] and health.bound == 2
+        await traffic.stop()
+        assert traffic.errors == []
+        assert sim.sim.stats.binds_over_limit == 0 and sim.sim.stats.peak_sessions == {"b": 2}
+
+
 async def test_reload_resizes_a_pool(setup: Setup) -> None:
     with trio.fail_after(30):
         manager, sim_a, sim_b, traffic = await start_two(setup)

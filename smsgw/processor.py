@@ -665,13 +665,25 @@ class Processor:
     async def _submit_part(
         self, job: _Job, provider: str, config: ProviderConfig, segment: Segment
     ) -> _Attempt | None:
-        """Submit one part until it is accepted (None) or the provider's answer decides."""
-        pdu = self._pdu(job.payload, config, segment)
+        """Submit one part until it is accepted (None) or the provider's answer decides. The
+        wait for the part to go out (for tokens, a connection, a window slot) ends with the
+        message's validity: a part not sent by then is not sent (the retry path expires it).
+        The answer, once it is sent, is waited for as long as the provider says."""
         throttles = 0
         while True:
             try:
                 await self._take_tokens(provider, config, segment)
-                response = await self._manager.submit(provider, pdu, timeout=config.request_timeout)
+                send_by = None
+                if job.payload.expires_at is not None:
+                    remaining = job.payload.expires_at - self._clock()
+                    if remaining <= 0:
+                        return _Attempt(Outcome.RETRY, f"not sent to {provider} in time")
+                    send_by = trio.current_time() + remaining
+                # Made now, after the wait for tokens: its relative validity counts from here.
+                pdu = self._pdu(job.payload, config, segment)
+                response = await self._manager.submit(
+                    provider, pdu, timeout=config.request_timeout, send_by=send_by
+                )
             except Exception as exc:
                 outcome = classify_exception(exc, provider_overrides=config.status_map)
                 if outcome is None:
@@ -788,6 +800,8 @@ class Processor:
         if job.payload.expires_at is not None:
             remaining = job.payload.expires_at - self._clock()
         delay = policy.next_delay(attempt, self._rng, remaining_validity=remaining)
+        if remaining is not None and remaining <= 0:
+            return await self._expire(job, f"validity ended (last: {reason})")
         if delay is None:
             if attempt >= policy.max_attempts:
                 return await self._fail(job, f"{reason}; gave up after {attempt} attempt(s)")

@@ -436,17 +436,27 @@ class ProviderManager:
 
     # -- submitting ------------------------------------------------------------------------------
 
-    async def submit(self, provider: str, pdu: SubmitSm | DataSm, *, timeout: float) -> Response:
+    async def submit(
+        self,
+        provider: str,
+        pdu: SubmitSm | DataSm,
+        *,
+        timeout: float,
+        send_by: float | None = None,
+    ) -> Response:
         """Send ``pdu`` on a connection of ``provider`` and return its ESME_ROK response.
 
         The bound connection with the most free window takes it (ties rotate). When none is
         bound, or every window is full, the call waits, within ``timeout`` (which also bounds
-        the answer). Raises the client's errors unchanged (:mod:`smsgw.smpp.errors`), and
+        the answer) and, if given, until ``send_by`` at most (``trio.current_time()`` clock:
+        the last moment the PDU may still go out, such as the end of a message's validity).
+        Raises the client's errors unchanged (:mod:`smsgw.smpp.errors`), and
         :class:`ProviderUnavailable` for an unknown or removed provider or when no connection
         was bound in time; ``RequestTimeout(sent=False)`` when connections were bound but no
         window came free in time.
         """
         deadline = trio.current_time() + timeout
+        wait_until = deadline if send_by is None else min(deadline, send_by)
         while True:
             pool = self._pools.get(provider)
             if pool is None:
@@ -459,16 +469,17 @@ class ProviderManager:
                 raise ProviderUnavailable(
                     provider, "this instance keeps none of its connections (shared limits)"
                 )
-            with trio.move_on_at(deadline):
+            with trio.move_on_at(wait_until):
                 await pool.lot.park()
                 continue
+            waited = f"{timeout:g}s" if wait_until == deadline else "the time it had to be sent"
             if pool.bound:
                 raise RequestTimeout(
-                    f"provider {provider!r}: no free window in {timeout:g}s", sent=False
+                    f"provider {provider!r}: no free window within {waited}", sent=False
                 )
             latest = pool.latest_error()
             why = f" (last error: {latest[1]})" if latest is not None else ""
-            raise ProviderUnavailable(provider, f"no connection bound within {timeout:g}s{why}")
+            raise ProviderUnavailable(provider, f"no connection bound within {waited}{why}")
 
     async def _submit_on(
         self, pool: _Pool, slot: _Slot, pdu: SubmitSm | DataSm, deadline: float

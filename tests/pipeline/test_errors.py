@@ -247,6 +247,27 @@ async def test_a_scheduled_message_waits_until_it_is_due(harness: Harness) -> No
     assert part_history(view, 1)[0] is S.SCHEDULED
 
 
+async def test_a_message_waiting_for_a_connection_expires_with_its_validity_unsent(
+    harness: Harness,
+) -> None:
+    """The SMSC refuses binds for 3 s and the provider's request timeout is 30 s: a message
+    valid for 1 s waits for a connection no longer than its validity, ends expired, and is
+    not sent once the connection comes (an SMSC told "valid for 1 s" 3 s late would still
+    deliver it)."""
+    sim = await harness.simulator(faults=Faults(refuse_binds_for=3.0))
+    gateway = await harness.gateway(harness.config([provider("a", sim.port, request_timeout=30.0)]))
+    with trio.fail_after(20):
+        message_id = await submit_one(gateway, validity=1)
+        view = await wait_status(gateway, message_id, S.EXPIRED)
+        assert "validity" in view.reason
+        # The connection comes: nothing goes out for the expired message.
+        while not gateway.providers.healthy("a"):
+            await trio.sleep(0.05)
+        await trio.sleep(0.3)
+    assert sim.sim.stats.pdus_received.get("submit_sm", 0) == 0
+    assert gateway.stats().expired == 1 and await gateway.dead_letters() == []
+
+
 async def test_a_retry_that_would_outlive_the_validity_expires_the_message(
     harness: Harness,
 ) -> None:

@@ -188,6 +188,21 @@ async def test_no_bind_within_the_timeout_is_provider_unavailable(setup: Setup) 
         assert sim.sim.stats.submits_accepted == 0
 
 
+async def test_a_submit_waits_for_a_connection_no_later_than_send_by(setup: Setup) -> None:
+    """``send_by`` (a message's validity) ends the wait for a connection before ``timeout``:
+    not sent, the reason says why."""
+    with trio.fail_after(30):
+        sim = await setup.simulator(SimulatorConfig(seed=1, faults=Faults(refuse_binds_for=600)))
+        manager = await setup.manager([provider("a", sim.port)])
+        send_by = trio.current_time() + 0.3
+        # Well within the 30 s of the timeout.
+        with pytest.raises(ProviderUnavailable) as caught, trio.fail_after(10):
+            await manager.submit("a", sm(), timeout=30, send_by=send_by)
+        assert caught.value.sent is False
+        assert "no connection bound within the time it had to be sent" in str(caught.value)
+        assert sim.sim.stats.submits_accepted == 0
+
+
 async def test_unknown_provider(setup: Setup) -> None:
     with trio.fail_after(30):
         sim = await setup.simulator()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import hashlib
 import logging
 import math
@@ -679,10 +680,12 @@ class Processor:
                     if remaining <= 0:
                         return _Attempt(Outcome.RETRY, f"not sent to {provider} in time")
                     send_by = trio.current_time() + remaining
-                # Made now, after the wait for tokens: its relative validity counts from here.
-                pdu = self._pdu(job.payload, config, segment)
+                # Made when a connection takes it: its relative validity counts from there.
                 response = await self._manager.submit(
-                    provider, pdu, timeout=config.request_timeout, send_by=send_by
+                    provider,
+                    functools.partial(self._pdu, job.payload, config, segment),
+                    timeout=config.request_timeout,
+                    send_by=send_by,
                 )
             except Exception as exc:
                 outcome = classify_exception(exc, provider_overrides=config.status_map)

@@ -439,12 +439,14 @@ class ProviderManager:
     async def submit(
         self,
         provider: str,
-        pdu: SubmitSm | DataSm,
+        pdu: SubmitSm | DataSm | Callable[[], SubmitSm | DataSm],
         *,
         timeout: float,
         send_by: float | None = None,
     ) -> Response:
         """Send ``pdu`` on a connection of ``provider`` and return its ESME_ROK response.
+        ``pdu`` may be a function that makes it, called once a connection takes it (a
+        relative validity then counts from the moment it goes out).
 
         The bound connection with the most free window takes it (ties rotate). When none is
         bound, or every window is full, the call waits, within ``timeout`` (which also bounds
@@ -463,7 +465,7 @@ class ProviderManager:
                 raise ProviderUnavailable(provider, self._why_missing())
             slot = pool.pick()
             if slot is not None:
-                return await self._submit_on(pool, slot, pdu, deadline)
+                return await self._submit_on(pool, slot, pdu() if callable(pdu) else pdu, deadline)
             if pool.emptied:
                 # Sized to none by its owner: no connection will come to wait for.
                 raise ProviderUnavailable(

@@ -10,7 +10,7 @@ from smsgw.config import RateLimitConfig, RetryPolicy, RouteConfig, RouteTarget
 from smsgw.messages import Accepted, SubmitRequest
 from smsgw.model import MessageStatus
 from smsgw.retry import Outcome
-from smsgw.simulator import Faults
+from smsgw.simulator import Faults, ReceiptConfig
 
 from .harness import (
     FakeClock,
@@ -266,6 +266,26 @@ async def test_a_message_waiting_for_a_connection_expires_with_its_validity_unse
         await trio.sleep(0.3)
     assert sim.sim.stats.pdus_received.get("submit_sm", 0) == 0
     assert gateway.stats().expired == 1 and await gateway.dead_letters() == []
+
+
+async def test_the_validity_a_part_carries_counts_from_when_it_goes_out(
+    harness: Harness,
+) -> None:
+    """Binds are refused for the simulator's first 3 s; the message, accepted at once, is
+    valid for 5 s, and the SMSC would deliver it 4.5 s after taking it. Sent after the bind,
+    the part says what is left (at most 4 s), not "valid 5 s": the SMSC lets it expire instead
+    of delivering it after the client's validity."""
+    sim = await harness.simulator(
+        faults=Faults(refuse_binds_for=3.0), receipts=ReceiptConfig(delay=4.5)
+    )
+    gateway = await harness.gateway(harness.config([provider("a", sim.port, request_timeout=30.0)]))
+    with trio.fail_after(20):
+        message_id = await submit_one(gateway, validity=5)
+        view = await wait_status(gateway, message_id, S.EXPIRED, timeout=15)
+    if sim.sim.stats.submits_accepted:  # sent in time: the SMSC expired it
+        assert view.reason.startswith("receipt from a: EXPIRED"), view.reason
+    else:  # bound only after 5 s (a loaded machine): the gateway expired it unsent
+        assert "validity" in view.reason
 
 
 async def test_a_retry_that_would_outlive_the_validity_expires_the_message(

@@ -12,7 +12,7 @@ import logging
 import pytest
 import trio
 
-from smpp_codec import CommandStatus, DeliverSm
+from smpp_codec import CommandStatus, DeliverSm, SubmitSm
 from smsgw.config import BindType
 from smsgw.pool import HealthPolicy
 from smsgw.providers import ProviderManager, ProviderUnavailable
@@ -201,6 +201,25 @@ async def test_a_submit_waits_for_a_connection_no_later_than_send_by(setup: Setu
         assert caught.value.sent is False
         assert "no connection bound within the time it had to be sent" in str(caught.value)
         assert sim.sim.stats.submits_accepted == 0
+
+
+async def test_a_pdu_given_as_a_function_is_made_when_a_connection_takes_it(
+    setup: Setup,
+) -> None:
+    """Binds are refused for 0.5 s: the PDU is made once a connection is bound, not when the
+    submit began (a relative validity in it then counts from when it goes out)."""
+    with trio.fail_after(30):
+        sim = await setup.simulator(SimulatorConfig(seed=1, faults=Faults(refuse_binds_for=0.5)))
+        manager = await setup.manager([provider("a", sim.port)])
+        made: list[int] = []
+
+        def make() -> SubmitSm:
+            made.append(manager.health("a").bound)
+            return sm()
+
+        assert manager.health("a").bound == 0
+        response = await manager.submit("a", make, timeout=10)
+        assert message_id(response) and made == [1]
 
 
 async def test_unknown_provider(setup: Setup) -> None:

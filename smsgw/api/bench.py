@@ -59,6 +59,7 @@ from smsgw.bench.report import print_table
 from smsgw.config import GatewayConfig, parse_config
 from smsgw.gateway import Gateway
 from smsgw.model import NotificationState
+from smsgw.testing.ports import free_port
 
 from .auth import hash_key
 from .bench_client import build_request, load
@@ -395,14 +396,6 @@ def _config(state: str, smsc_port: int, key: str) -> GatewayConfig:
     return parse_config(text, source="bench", environ={})
 
 
-async def _closed_port() -> int:
-    """A port on 127.0.0.1 nothing listens on (connections to it are refused)."""
-    with trio.socket.socket() as sock:
-        await sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def _api(
     config: GatewayConfig, key: str, args: argparse.Namespace, *, end_to_end: bool
 ) -> dict[str, Any]:
@@ -438,7 +431,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
     bare = await _bare(key, args, peer=False)
     peer = await _bare(key, args, peer=True)
     with tempfile.TemporaryDirectory(prefix="smsgw-api-bench-") as state:
-        alone = await _api(_config(state, await _closed_port(), key), key, args, end_to_end=False)
+        alone = await _api(_config(state, free_port(), key), key, args, end_to_end=False)
     with tempfile.TemporaryDirectory(prefix="smsgw-api-bench-") as state:
         async with SimulatorProcess() as sim_port:
             running = await _api(_config(state, sim_port, key), key, args, end_to_end=True)

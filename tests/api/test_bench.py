@@ -13,6 +13,7 @@ import trio
 
 from smsgw.api.bench import LoadRun, _kannel, _parser, report
 from smsgw.bench import kannel
+from smsgw.testing.ports import free_port
 
 
 def test_api_bench_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
@@ -81,10 +82,7 @@ async def test_a_kannel_that_cannot_bind_is_reported_not_raised(
     monkeypatch.setattr(kannel, "START_TIMEOUT", 2.0)
     args = _parser().parse_args(["--e2e-batches", "1", "--batch-size", "10"])
     with trio.fail_after(30):
-        with trio.socket.socket() as sock:  # a port nothing listens on
-            await sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        result = await _kannel(port, args)
+        result = await _kannel(free_port(), args)  # nothing listens there
     if kannel.available():
         assert result is not None
         assert result["error"].startswith("RuntimeError: Kannel's SMPP connections were not bound")

@@ -5,7 +5,6 @@ SMSC is answered, or answered with a temporary error when Redis cannot take it."
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import trio
@@ -18,6 +17,7 @@ from smsgw.messages import Counters
 from smsgw.model import MessageStatus, NewMessage, SmscIdMapping
 from smsgw.receipt_relay import ReceiptRelay
 from smsgw.storage import open_store
+from smsgw.testing.ports import free_port
 
 from .test_dlr_batch import Answers
 
@@ -110,13 +110,6 @@ async def test_relayed_receipts_and_cursors_survive_a_redis_crash(tmp_path: Path
             assert await a.unmatched(first + second) == set(first + second)
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_an_unknown_receipt_is_relayed_then_answered_and_recorded_by_its_sender(
     redis: RedisClient, prefix: str, tmp_path: Path
 ) -> None:
@@ -156,7 +149,7 @@ async def test_a_receipt_the_relay_cannot_take_is_answered_with_a_temporary_erro
     answers = Answers()
     counters = Counters()
     async with (
-        open_redis(f"redis://127.0.0.1:{_closed_port()}/0", timeout=1.0) as down,
+        open_redis(f"redis://127.0.0.1:{free_port()}/0", timeout=1.0) as down,
         open_store(tmp_path / "a.sqlite3", synchronous="NORMAL") as store,
     ):
         dlr = DlrHandler(

@@ -64,11 +64,10 @@ from .config_loader import (
     positive_duration,
     substitute_env,
 )
-from .durations import format_duration
 from .model import MessageStatus
 from .retry import Outcome, RetryPolicy
 from .smpp.backoff import BackoffPolicy
-from .smpp.config import INBOUND_ANSWER_TIMEOUT, BindMode, ClientConfig, TlsConfig
+from .smpp.config import BindMode, ClientConfig, TlsConfig
 
 __all__ = [
     "AddressingConfig",
@@ -835,16 +834,9 @@ class InboundConfig:
     """``[inbound]``: mobile-originated (MO) messages from the SMSCs (``docs/architecture.md``)."""
 
     #: A multipart MO whose parts do not all arrive within this time is stored as it is (the
-    #: parts that came, marked incomplete) and its held parts are answered. Below the SMPP
-    #: client's answer timeout (30 s), after which it answers a held part with a temporary
-    #: error (and the SMSC delivers it again: a duplicate).
-    reassembly_timeout: float = duration_field(
-        20.0,
-        validator=[
-            positive_duration(),
-            at_most(INBOUND_ANSWER_TIMEOUT - 1.0, fmt=format_duration, what="a duration"),
-        ],
-    )
+    #: parts that came, marked incomplete). Each part is stored and answered as it arrives, so
+    #: this may be as long as the SMSC may take between the parts of a message.
+    reassembly_timeout: float = duration_field(20.0, validator=positive_duration())
     #: Incomplete multipart MOs held at once at most (memory bound); beyond it, the oldest is
     #: stored incomplete at once.
     max_pending: int = attrs.field(default=4096, validator=between(1, 10_000_000))

@@ -315,6 +315,8 @@ class Gateway:
         )
         self._queue, self._store, self._manager, self._shared = queue, store, manager, shared
         self._dlr, self._mo, self._processor = dlr, mo, processor
+        # The parts of multipart MOs stored before a restart, before any new part comes.
+        await mo.recover()
         run = self.supervisor.run
         async with trio.open_nursery() as services:
             await services.start(manager.run)

@@ -1,24 +1,31 @@
-"""The MO handler: an inbound message (a deliver_sm/data_sm that is not a receipt) -> reassembled
--> stored durably -> THEN the SMSC is answered -> an inbound webhook (in the same transaction).
+"""The MO handler: an inbound message (a deliver_sm/data_sm that is not a receipt) -> stored
+durably -> THEN the SMSC is answered; an inbound webhook is queued in the transaction that
+stores the message.
 
 - A message on its own (no concatenation header) is stored at once (a UDH without a
-  concatenation element is stripped from the text, kept in ``payload``).
-- A part of a concatenated message (UDH 8/16-bit reference, or SAR TLVs) is collected by
-  :class:`smpp_codec.segment.Reassembler` under (provider, source, destination, reference,
-  total). Its PDU is **not answered yet**: every part of the message is answered once the whole
-  message is stored, so the SMSC never hears "ESME_ROK" for a part the gateway could still lose.
-  A part received twice is answered with the rest (the reassembler ignores the copy).
+  concatenation element is stripped from the text, kept in ``payload``), then answered.
+- A part of a concatenated message (UDH 8/16-bit reference, or SAR TLVs) is stored on its own
+  (table ``inbound_parts``) and **then answered at once**, so the SMSC sends the next part
+  whatever its window. An SMSC that sends one deliver_sm at a time (window 1, common for MO)
+  would otherwise wait for an answer the gateway gives only once it has the part the SMSC is
+  holding back. The parts are collected by :class:`smpp_codec.segment.Reassembler` under
+  (provider, source, destination, reference, total). When the last one arrives, the whole
+  message is stored and its parts' rows deleted, in one transaction. A part received twice is
+  stored twice and deleted with the rest (the reassembler ignores the copy).
+- Stored parts outlive the process: :meth:`MoHandler.recover` (at start) gives them back to
+  the reassembler, their age counted from when they were received.
 - A message whose parts do not all arrive within ``reassembly_timeout`` seconds (``[inbound]``
   in the config) is stored as it is (the parts that came, in order; counted in
-  ``mo_incomplete``) and its parts answered: a lost part should not cost the others. The
-  timeout is shorter than the client's ``inbound_answer_timeout`` (30 s), after which the SMSC
-  would be answered with a temporary error (the config refuses a longer one).
-- If storing fails, every PDU of the message is answered with a temporary error
-  (ESME_RX_T_APPN): the SMSC delivers it again.
+  ``mo_incomplete``): a lost part should not cost the others. So is the oldest pending message
+  when more than ``max_pending`` are pending.
+- If storing a message or a part fails, its PDU is answered with a temporary error
+  (ESME_RX_T_APPN): the SMSC delivers it again. A whole message made of stored parts that fails
+  to be stored is tried again every second (its parts stay stored).
 
-Text is decoded by ``data_coding`` (:func:`smpp_codec.text.decode`); a binary or undecodable
-payload is stored with ``text`` None. An SMSC that delivers again a message whose answer was
-lost makes a duplicate row: the MO has no id to recognise it by.
+Text is decoded by ``data_coding`` (:func:`smpp_codec.text.decode`; a multipart message by its
+first part's); a binary or undecodable payload is stored with ``text`` None. An SMSC that
+delivers again a message whose answer was lost makes a duplicate row: the MO has no id to
+recognise it by.
 """
 
 from __future__ import annotations
@@ -26,16 +33,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Hashable, Sequence
 
+import attrs
 import trio
 
 from smpp_codec.constants import CommandStatus, EsmClass, Tag
 from smpp_codec.errors import TextError
 from smpp_codec.pdu import DataSm, DeliverSm
-from smpp_codec.segment import Reassembler, concat_info, parse_udh
+from smpp_codec.segment import ConcatInfo, Reassembler, concat_info, parse_udh
 from smpp_codec.text import decode as decode_text
 from smsgw.dlr import Notifier
 from smsgw.messages import Counters, new_message_id
-from smsgw.model import NewInbound
+from smsgw.model import InboundPart, NewInbound
 from smsgw.smpp.inbound import Inbound
 from smsgw.storage import Store, StoreError
 
@@ -63,6 +71,26 @@ def _text(payload: bytes, data_coding: int) -> str | None:
         return None
 
 
+@attrs.define
+class _Held:
+    """What is known of a pending multipart message besides its parts' payloads."""
+
+    data_coding: int  # its first part's
+    seqs: list[int] = attrs.Factory(list)  # its stored parts' rows
+
+
+@attrs.frozen
+class _Whole:
+    """A message made of stored parts, to be stored (again, if that failed)."""
+
+    key: tuple[str, str, str, int, int]
+    payload: bytes
+    parts: int
+    complete: bool
+    data_coding: int
+    seqs: tuple[int, ...]
+
+
 class MoHandler:
     """See the module docstring. ``clock`` gives the wall-clock ``received_at``."""
 
@@ -85,8 +113,10 @@ class MoHandler:
         self._webhooks_due = webhooks_due
         self.reassembly_timeout = reassembly_timeout
         self._reassembler = Reassembler(max_pending)
-        #: The unanswered PDUs of each incomplete message, and what its row needs.
-        self._held: dict[Hashable, list[Inbound]] = {}
+        #: Each pending multipart message's first data_coding and stored rows.
+        self._held: dict[Hashable, _Held] = {}
+        #: Whole messages of stored parts whose storing failed: tried again by run_expiry.
+        self._unstored: list[_Whole] = []
         self._wake = trio.Event()
 
     @property
@@ -103,7 +133,7 @@ class MoHandler:
         except TextError as exc:
             # A header we cannot read: keep the message whole rather than lose it.
             log.warning("unreadable concatenation header from %s: %s", provider, exc)
-            await self._store_message(provider, pdu, [inbound], body, parts=1)
+            await self._store_message(provider, pdu, inbound, body)
             return
         if info is None:
             payload = body
@@ -112,81 +142,140 @@ class MoHandler:
                     _elements, payload = parse_udh(body)
                 except TextError:
                     payload = body
-            await self._store_message(provider, pdu, [inbound], payload, parts=1)
+            await self._store_message(provider, pdu, inbound, payload)
             return
-        key = (provider, pdu.source_addr, pdu.destination_addr, info.reference, info.total)
-        joined = self._reassembler.add(key, info, trio.current_time())
-        held = self._held.setdefault(key, [])
-        held.append(inbound)
-        if joined is None:
-            if len(held) == 1:
-                self._wake.set()  # a new incomplete message: the expiry timer re-arms
+        if info.total == 1:  # "part 1 of 1": a message on its own
+            await self._store_message(provider, pdu, inbound, info.payload)
             return
-        del self._held[key]
-        await self._store_message(provider, pdu, held, joined, parts=info.total)
-
-    async def _store_message(
-        self,
-        provider: str,
-        pdu: DeliverSm | DataSm,
-        inbounds: Sequence[Inbound],
-        payload: bytes,
-        *,
-        parts: int,
-        complete: bool = True,
-    ) -> None:
-        message = NewInbound(
-            id=new_message_id(),
+        part = InboundPart(
             provider=provider,
             source=pdu.source_addr,
             destination=pdu.destination_addr,
-            payload=payload,
+            reference=info.reference,
+            total=info.total,
+            number=info.number,
+            payload=info.payload,
             data_coding=pdu.data_coding,
-            text=_text(payload, pdu.data_coding),
-            parts=parts,
             received_at=self._clock(),
         )
-        notifications = self._notifier.inbound(message)
         try:
-            await self._store.store_inbound([message], notifications)
+            stored = await self._store.store_inbound_part(part)
         except StoreError as exc:
             self._counters.mo_store_failures += 1
             log.warning(
-                "inbound message from %s not stored, the SMSC will send it again: %s",
+                "part of an inbound message from %s not stored, the SMSC will send it again: %s",
                 provider,
                 exc,
                 extra={"provider": provider},
             )
-            for inbound in inbounds:
-                await inbound.reply(RETRY_LATER)
+            await inbound.reply(RETRY_LATER)
             return
+        await inbound.reply(0)
+        await self._add(stored)
+
+    async def _store_message(
+        self, provider: str, pdu: DeliverSm | DataSm, inbound: Inbound, payload: bytes
+    ) -> None:
+        """Store a message on its own, then answer its PDU."""
+        message = self._message(
+            (provider, pdu.source_addr, pdu.destination_addr), payload, pdu.data_coding, parts=1
+        )
+        stored = await self._save(message, (), then="the SMSC will send it again")
+        await inbound.reply(0 if stored else RETRY_LATER)
+
+    async def recover(self) -> None:
+        """Give the parts stored before a restart back to the reassembler (call once, at start,
+        before :meth:`handle`). A message they complete is stored now; the others wait for
+        their remaining parts or their timeout, counted from their first part's arrival."""
+        for part in await self._store.inbound_parts():
+            await self._add(part)
+
+    async def _add(self, part: InboundPart) -> None:
+        """Collect a stored part; store its message when this part completes it."""
+        assert part.seq is not None and part.received_at is not None
+        # The reassembler's clock is Trio's: a part stored before a restart is as old as it is.
+        age = max(0.0, self._clock() - part.received_at)
+        info = ConcatInfo(part.reference, part.total, part.number, part.payload)
+        joined = self._reassembler.add(part.key, info, trio.current_time() - age)
+        held = self._held.setdefault(part.key, _Held(part.data_coding))
+        held.seqs.append(part.seq)
+        if joined is None:
+            if len(held.seqs) == 1:
+                self._wake.set()  # a new incomplete message: the expiry timer re-arms
+            return
+        del self._held[part.key]
+        await self._store_whole(
+            _Whole(part.key, joined, part.total, True, held.data_coding, tuple(held.seqs))
+        )
+
+    async def _store_whole(self, whole: _Whole) -> None:
+        """Store a message made of stored parts and delete their rows, in one transaction. If
+        that fails the parts stay stored, and :meth:`run_expiry` tries again."""
+        message = self._message(whole.key[:3], whole.payload, whole.data_coding, whole.parts)
+        if not await self._save(message, whole.seqs, then="trying again (its parts are kept)"):
+            self._unstored.append(whole)
+            self._wake.set()
+            return
+        if not whole.complete:
+            self._counters.mo_incomplete += 1
+
+    def _message(
+        self, where: tuple[str, str, str], payload: bytes, data_coding: int, parts: int
+    ) -> NewInbound:
+        provider, source, destination = where
+        return NewInbound(
+            id=new_message_id(),
+            provider=provider,
+            source=source,
+            destination=destination,
+            payload=payload,
+            data_coding=data_coding,
+            text=_text(payload, data_coding),
+            parts=parts,
+            received_at=self._clock(),
+        )
+
+    async def _save(self, message: NewInbound, parts_done: Sequence[int], *, then: str) -> bool:
+        """Store ``message`` with its webhook, deleting the part rows ``parts_done``; False
+        (logged with ``then``, what happens next, and counted) if that failed."""
+        notifications = self._notifier.inbound(message)
+        try:
+            await self._store.store_inbound([message], notifications, parts_done=parts_done)
+        except StoreError as exc:
+            self._counters.mo_store_failures += 1
+            log.warning(
+                "inbound message from %s not stored, %s: %s",
+                message.provider,
+                then,
+                exc,
+                extra={"provider": message.provider},
+            )
+            return False
         self._counters.mo_received += 1
         if notifications:
             self._webhooks_due()
-        if not complete:
-            self._counters.mo_incomplete += 1
-        for inbound in inbounds:
-            await inbound.reply(0)
+        return True
 
     async def run_expiry(self) -> None:
-        """Forever: store the incomplete messages older than the timeout (a supervised task)."""
+        """Forever: store the incomplete messages older than the timeout, and try again the
+        whole ones whose storing failed (a supervised task)."""
         while True:
             self._wake = trio.Event()
-            if self._reassembler.pending:
+            if self._reassembler.pending or self._unstored:
                 with trio.move_on_after(min(1.0, self.reassembly_timeout / 4)):
                     await self._wake.wait()
             else:
                 await self._wake.wait()
+            retry, self._unstored = self._unstored, []
+            for whole in retry:
+                await self._store_whole(whole)
             for key, _reference, parts in self._reassembler.expire(
                 trio.current_time(), self.reassembly_timeout
             ):
-                held = self._held.pop(key, [])
-                if not held:
+                held = self._held.pop(key, None)
+                if held is None:
                     continue
                 provider = str(key[0]) if isinstance(key, tuple) else "?"
-                joined = b"".join(parts[n] for n in sorted(parts))
-                pdu = held[-1].pdu
-                assert isinstance(pdu, DeliverSm | DataSm)
                 log.warning(
                     "multipart inbound message from %s incomplete after %gs: storing %d part(s)",
                     provider,
@@ -194,6 +283,8 @@ class MoHandler:
                     len(parts),
                     extra={"provider": provider},
                 )
-                await self._store_message(
-                    provider, pdu, held, joined, parts=len(parts), complete=False
+                joined = b"".join(parts[n] for n in sorted(parts))
+                assert isinstance(key, tuple)
+                await self._store_whole(
+                    _Whole(key, joined, len(parts), False, held.data_coding, tuple(held.seqs))
                 )

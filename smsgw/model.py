@@ -36,6 +36,7 @@ __all__ = [
     "PENDING_STATUSES",
     "Event",
     "InboundMessage",
+    "InboundPart",
     "Message",
     "MessageDetail",
     "MessageStatus",
@@ -273,6 +274,33 @@ class NewInbound:
     )
     parts: int = attrs.field(default=1, validator=_positive_int)
     received_at: float | None = attrs.field(default=None, validator=_time)
+
+
+@attrs.frozen
+class InboundPart:
+    """One part of a multipart MO, stored as it arrives until its message is whole
+    (:meth:`Store.store_inbound_part`; ``smsgw/mo.py``).
+
+    ``payload`` is the part's user data without its UDH. ``seq`` is the row's number, None until
+    stored. ``received_at`` None: the store's clock.
+    """
+
+    provider: str = attrs.field(validator=_non_empty)
+    source: str = attrs.field(validator=attrs.validators.instance_of(str))
+    destination: str = attrs.field(validator=attrs.validators.instance_of(str))
+    reference: int = attrs.field(validator=_non_negative_int)
+    total: int = attrs.field(validator=_positive_int)
+    number: int = attrs.field(validator=_positive_int)
+    payload: bytes = attrs.field(validator=attrs.validators.instance_of(bytes))
+    data_coding: int = attrs.field(default=0, validator=_non_negative_int)
+    received_at: float | None = attrs.field(default=None, validator=_time)
+    seq: int | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str, int, int]:
+        """The parts of one message share it: (provider, source, destination, reference,
+        total). The reference alone is only 8 or 16 bits, and is reused."""
+        return (self.provider, self.source, self.destination, self.reference, self.total)
 
 
 class NotificationKind(enum.Enum):

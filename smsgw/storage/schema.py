@@ -161,10 +161,30 @@ _V1 = (
 # still notify it (the processor's memory of it is gone by then).
 _V2 = ("ALTER TABLE messages ADD COLUMN callback_url TEXT",)
 
+# The parts of multipart MOs still being reassembled: each is stored (and then answered) as
+# it arrives, and deleted in the transaction that stores its whole message (smsgw/mo.py).
+_V3 = (
+    """
+    CREATE TABLE inbound_parts (
+        seq         INTEGER PRIMARY KEY,
+        provider    TEXT    NOT NULL,
+        source      TEXT    NOT NULL,
+        destination TEXT    NOT NULL,
+        reference   INTEGER NOT NULL,
+        total       INTEGER NOT NULL CHECK (total >= 2),
+        number      INTEGER NOT NULL CHECK (number BETWEEN 1 AND total),
+        payload     BLOB    NOT NULL,     -- the part's user data, without its UDH
+        data_coding INTEGER NOT NULL,
+        received_at REAL    NOT NULL      -- wall-clock epoch seconds
+    )
+    """,
+)
+
 #: (version, description, statements), in order. Append only.
 MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (1, "messages, parts, events, smsc_ids, inbound, notifications, provider_stats", _V1),
     (2, "messages.callback_url", _V2),
+    (3, "inbound_parts", _V3),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -35,6 +35,7 @@ from smsgw.correlation import SmscKey, receipt_key, resp_key
 from smsgw.model import (
     Event,
     InboundMessage,
+    InboundPart,
     Message,
     MessageDetail,
     MessageStatus,
@@ -353,9 +354,14 @@ class Store:
         return result
 
     async def store_inbound(
-        self, messages: Sequence[NewInbound], notifications: Sequence[NewNotification] = ()
+        self,
+        messages: Sequence[NewInbound],
+        notifications: Sequence[NewNotification] = (),
+        *,
+        parts_done: Sequence[int] = (),
     ) -> None:
-        """Store mobile-originated messages, and their webhooks in the same transaction.
+        """Store mobile-originated messages, and their webhooks in the same transaction; delete
+        the ``inbound_parts`` rows ``parts_done`` (the parts they were made of) in it too.
 
         When this returns they are durable: the MO flow answers the SMSC only then. Raises
         :class:`StoreUnavailable` if they could not be stored (answer with a temporary error),
@@ -364,13 +370,34 @@ class Store:
         _check_items("messages", messages, NewInbound)
         _check_items("notifications", notifications, NewNotification)
         _check_unique("inbound message", [m.id for m in messages])
-        if not messages and not notifications:
+        if not messages and not notifications and not parts_done:
             return
         op = writes.StoreInbound(
             tuple(attrs.evolve(m, received_at=self._time(m.received_at)) for m in messages),
             self._stamped(notifications),
+            tuple(int(seq) for seq in parts_done),
         )
         await self._writer.submit(writes.STORE_INBOUND, op)
+
+    async def store_inbound_part(self, part: InboundPart) -> InboundPart:
+        """Store one part of a multipart MO until its message is whole; returns it with its
+        ``seq`` (and its time). Durable when this returns: the SMSC may be answered."""
+        _check_items("parts", [part], InboundPart)
+        stored = attrs.evolve(part, received_at=self._time(part.received_at), seq=None)
+        (seq,) = await self._writer.submit(writes.STORE_INBOUND_PARTS, (stored,))
+        return attrs.evolve(stored, seq=seq)
+
+    async def inbound_parts(self) -> list[InboundPart]:
+        """Every stored part of a multipart MO not yet whole, oldest first (to reassemble them
+        again after a restart)."""
+        rows = await self._fetch(
+            "SELECT provider, source, destination, reference, total, number, payload,"
+            " data_coding, received_at, seq FROM inbound_parts ORDER BY seq"
+        )
+        return [
+            InboundPart(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7], r[8], r[9])
+            for r in rows
+        ]
 
     def _stamped(self, notifications: Sequence[NewNotification]) -> tuple[NewNotification, ...]:
         return tuple(

@@ -18,6 +18,7 @@ import attrs
 from smsgw.adapters.sqlite import ConstraintViolation
 from smsgw.correlation import SmscKey
 from smsgw.model import (
+    InboundPart,
     MessageStatus,
     NewInbound,
     NewMessage,
@@ -47,6 +48,7 @@ __all__ = [
     "RECORD_PROVIDER_STATS",
     "SET_PARTS",
     "STORE_INBOUND",
+    "STORE_INBOUND_PARTS",
     "Notify",
     "RecordResult",
 ]
@@ -389,6 +391,8 @@ RECORD_EVENTS = OpKind("record_events", 3, _record_events)
 class StoreInbound:
     messages: tuple[NewInbound, ...]
     notifications: tuple[NewNotification, ...]
+    #: The ``inbound_parts`` rows the messages were made of: deleted in the same transaction.
+    parts_done: tuple[int, ...] = ()
 
 
 def _store_inbound(db: sqlite3.Connection, payloads: Sequence[StoreInbound]) -> list[None]:
@@ -402,6 +406,8 @@ def _store_inbound(db: sqlite3.Connection, payloads: Sequence[StoreInbound]) -> 
             for m in op.messages
         ],
     )  # fmt: skip
+    done = [(seq,) for op in payloads for seq in op.parts_done]
+    db.executemany("DELETE FROM inbound_parts WHERE seq = ?", done)
     _insert_notifications(db, [n for op in payloads for n in op.notifications])
     return [None] * len(payloads)
 
@@ -413,7 +419,30 @@ def _explain_inbound(exc: Exception, payload: StoreInbound) -> Exception:
     return exc
 
 
-STORE_INBOUND = OpKind("store_inbound", 4, _store_inbound, _explain_inbound)
+def _store_inbound_parts(
+    db: sqlite3.Connection, payloads: Sequence[Sequence[InboundPart]]
+) -> list[tuple[int, ...]]:
+    """Each request's parts; its outcome is their row numbers (``seq``), in order."""
+    out = []
+    for parts in payloads:
+        seqs = []
+        for p in parts:
+            (seq,) = db.execute(
+                "INSERT INTO inbound_parts (provider, source, destination, reference, total,"
+                " number, payload, data_coding, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " RETURNING seq",
+                (p.provider, p.source, p.destination, p.reference, p.total, p.number, p.payload,
+                 p.data_coding, p.received_at),
+            ).fetchone()  # fmt: skip
+            seqs.append(int(seq))
+        out.append(tuple(seqs))
+    return out
+
+
+STORE_INBOUND_PARTS = OpKind("store_inbound_parts", 4, _store_inbound_parts)
+
+
+STORE_INBOUND = OpKind("store_inbound", 5, _store_inbound, _explain_inbound)
 
 
 # --- the webhook outbox -----------------------------------------------------------------------
@@ -426,7 +455,7 @@ def _enqueue_notifications(
     return [None] * len(payloads)
 
 
-ENQUEUE_NOTIFICATIONS = OpKind("enqueue_notifications", 5, _enqueue_notifications)
+ENQUEUE_NOTIFICATIONS = OpKind("enqueue_notifications", 6, _enqueue_notifications)
 
 
 @attrs.frozen
@@ -464,7 +493,7 @@ def _notification_outcomes(
     return [None] * len(payloads)
 
 
-NOTIFICATION_OUTCOMES = OpKind("notification_outcomes", 6, _notification_outcomes)
+NOTIFICATION_OUTCOMES = OpKind("notification_outcomes", 7, _notification_outcomes)
 
 
 # --- provider statistics ----------------------------------------------------------------------
@@ -491,4 +520,4 @@ def _record_provider_stats(
     return [None] * len(payloads)
 
 
-RECORD_PROVIDER_STATS = OpKind("record_provider_stats", 7, _record_provider_stats)
+RECORD_PROVIDER_STATS = OpKind("record_provider_stats", 8, _record_provider_stats)

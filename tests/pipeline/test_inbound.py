@@ -1,6 +1,7 @@
-"""Inbound (MO) messages: stored durably BEFORE the SMSC is answered, multipart ones
-reassembled first (UDH and SAR), an incomplete one stored when its time is up; webhooks
-queued in the same transaction."""
+"""Inbound (MO) messages: stored durably BEFORE the SMSC is answered; each part of a multipart
+one stored and answered as it arrives (so an SMSC sending one deliver_sm at a time is served),
+then reassembled (UDH and SAR), also across a restart; an incomplete one stored when its time
+is up; webhooks queued in the same transaction."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import sqlite3
 import attrs
 import pytest
 import trio
+from simulators import Sim
 
 from smpp_codec.constants import CommandStatus, EsmClass
 from smpp_codec.pdu import DeliverSm
@@ -96,11 +98,97 @@ async def test_an_incomplete_multipart_mo_is_stored_when_its_time_is_up(
             waiter,
         )
         await waiter.done.wait()
-        assert waiter.statuses == [0]  # answered once stored, incomplete
+        assert waiter.statuses == [0]  # answered once the part was stored
+        await wait_until(lambda: gateway.stats().mo_incomplete == 1, what="stored incomplete")
         page = await gateway.store.list_inbound()
+        assert await gateway.store.inbound_parts() == []  # deleted with the message's storing
     (message,) = page.items
     assert (message.text, message.parts) == ("first half", 1)
-    assert gateway.stats().mo_incomplete == 1
+
+
+def _udh8_part(number: int, text: bytes, *, reference: int = 42, total: int = 2) -> DeliverSm:
+    return DeliverSm(
+        sequence_number=0,
+        source_addr="4915112345",
+        destination_addr="12345",
+        esm_class=EsmClass.UDHI,
+        short_message=bytes([5, 0, 3, reference, total, number]) + text,
+    )
+
+
+async def _deliver(sim: Sim, pdu: DeliverSm) -> list[int | None]:
+    """``pdu`` from the simulator's first bound receiver; its answer's command_status."""
+    waiter = MoWaiter(1)
+    sim.sim._receiver(None).queue_mo([pdu], waiter)
+    await waiter.done.wait()
+    return waiter.statuses
+
+
+@pytest.mark.parametrize("mode", [SplitMode.UDH8, SplitMode.UDH16, SplitMode.SAR])
+async def test_multipart_mos_come_through_an_smsc_that_sends_one_deliver_sm_at_a_time(
+    harness: Harness, mode: SplitMode
+) -> None:
+    # Window 1, as many SMSCs have for MOs: part 2 goes only once part 1 is answered.
+    sim = await harness.simulator(deliver_window=1)
+    gateway = await harness.gateway(harness.config([provider("a", sim.port)]))
+    with trio.fail_after(20):
+        await wait_until(lambda: gateway.providers.healthy("a"), what="a bound")
+        result = await sim.sim.send_mo(
+            source_addr="4915112345", destination_addr="12345", text=LONG, multipart_mode=mode
+        )
+        assert result.ok and result.parts == 2
+        await wait_until(lambda: gateway.stats().mo_received == 1, what="the message stored")
+        page = await gateway.store.list_inbound()
+    (message,) = page.items
+    assert (message.text, message.parts) == (LONG, 2)
+    assert gateway.stats().mo_incomplete == 0
+
+
+async def test_each_part_is_stored_before_it_is_answered(harness: Harness) -> None:
+    sim = await harness.simulator()
+    gateway = await harness.gateway(harness.config([provider("a", sim.port)]))
+    with trio.fail_after(20):
+        await wait_until(lambda: gateway.providers.healthy("a"), what="a bound")
+        assert await _deliver(sim, _udh8_part(1, b"first half")) == [0]
+        # Answered: the part is durable, and its message waits for the other part.
+        (part,) = await gateway.store.inbound_parts()
+        assert (part.provider, part.reference, part.total, part.number) == ("a", 42, 2, 1)
+        assert part.payload == b"first half"
+        assert (await gateway.store.list_inbound()).items == ()
+        assert await _deliver(sim, _udh8_part(2, b" second half")) == [0]
+        await wait_until(lambda: gateway.stats().mo_received == 1, what="the message stored")
+        page = await gateway.store.list_inbound()
+        assert await gateway.store.inbound_parts() == []
+    (message,) = page.items
+    assert (message.text, message.parts) == ("first half second half", 2)
+
+
+@pytest.mark.parametrize("second_part_comes", [True, False])
+async def test_parts_stored_before_a_restart_are_reassembled_after_it(
+    harness: Harness, second_part_comes: bool
+) -> None:
+    sim = await harness.simulator()
+    config = harness.config([provider("a", sim.port)])
+    first = await harness.gateway(config)
+    with trio.fail_after(20):
+        await wait_until(lambda: first.providers.healthy("a"), what="a bound")
+        assert await _deliver(sim, _udh8_part(1, b"first half")) == [0]
+        await first.drain(2.0)  # its reassembler's memory is gone with it
+        short = attrs.evolve(config, inbound=InboundConfig(reassembly_timeout=0.5))
+        second = await harness.gateway(config if second_part_comes else short)
+        await wait_until(lambda: second.providers.healthy("a"), what="a bound again")
+        if second_part_comes:
+            assert await _deliver(sim, _udh8_part(2, b" second half")) == [0]
+            await wait_until(lambda: second.stats().mo_received == 1, what="stored whole")
+        else:
+            await wait_until(lambda: second.stats().mo_incomplete == 1, what="stored incomplete")
+        page = await second.store.list_inbound()
+        assert await second.store.inbound_parts() == []
+    (message,) = page.items
+    if second_part_comes:
+        assert (message.text, message.parts) == ("first half second half", 2)
+    else:
+        assert (message.text, message.parts) == ("first half", 1)
 
 
 async def test_status_changes_queue_webhooks_to_the_callback_url(harness: Harness) -> None:
@@ -150,8 +238,9 @@ async def test_webhook_statuses_limit_the_changes_notified(harness: Harness) -> 
     assert '"status":"delivered"' in note.body
 
 
+@pytest.mark.parametrize("part", [False, True])
 async def test_an_mo_that_cannot_be_stored_is_answered_with_a_temporary_error(
-    harness: Harness,
+    harness: Harness, part: bool
 ) -> None:
     sim = await harness.simulator()
     config = harness.config([provider("a", sim.port)])
@@ -162,13 +251,18 @@ async def test_an_mo_that_cannot_be_stored_is_answered_with_a_temporary_error(
         blocker = sqlite3.connect(config.database_path, isolation_level=None)
         try:
             blocker.execute("BEGIN IMMEDIATE")
-            result = await sim.sim.send_mo(
-                source_addr="4915112345", destination_addr="12345", text="Hej", timeout=15
-            )
+            if part:
+                statuses = await _deliver(sim, _udh8_part(1, b"first half"))
+            else:
+                result = await sim.sim.send_mo(
+                    source_addr="4915112345", destination_addr="12345", text="Hej", timeout=15
+                )
+                statuses = list(result.statuses)
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
         page = await gateway.store.list_inbound()
-    assert result.statuses == (int(CommandStatus.ESME_RX_T_APPN),)
-    assert page.items == ()
+        parts = await gateway.store.inbound_parts()
+    assert statuses == [int(CommandStatus.ESME_RX_T_APPN)]
+    assert page.items == () and parts == []
     assert gateway.stats().mo_store_failures == 1 and gateway.stats().mo_received == 0

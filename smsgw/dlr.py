@@ -240,7 +240,7 @@ class DlrHandler:
         now = trio.current_time()
         found: list[tuple[Inbound, _Parked, PartRef]] = []
         unknown: list[tuple[Inbound, _Parked, SmscKey]] = []
-        answered: list[Inbound] = []
+        answered: list[tuple[str, Inbound]] = []
         for provider, inbound in receipts:
             try:
                 receipt = receipt_from_pdu(inbound.pdu)  # type: ignore[arg-type]
@@ -252,7 +252,7 @@ class DlrHandler:
                 log.warning(
                     "unreadable receipt from %s: %s", provider, exc, extra={"provider": provider}
                 )
-                answered.append(inbound)
+                answered.append((provider, inbound))
                 continue
             self._counters.receipts += 1
             self._count_receipt(provider)
@@ -276,28 +276,36 @@ class DlrHandler:
                             continue
                     part = part or self._park(key, parked)
                     if part is None:
-                        answered.append(inbound)  # parked: answered now (module docstring)
+                        answered.append((parked.provider, inbound))  # parked: answered now
                     else:
                         found.append((inbound, parked, part))
                 unknown = []
                 answered.extend(await self._publish(relay))
             await self._apply_many([(parked, part) for _, parked, part in found])
         except StoreError as exc:
-            not_recorded = [i for i, _, _ in found] + [i for i, _, _ in unknown]
+            not_recorded = [(p.provider, i) for i, p, _ in found] + [
+                (p.provider, i) for i, p, _ in unknown
+            ]
             log.warning(
                 "%d receipt(s) not recorded, the SMSC will send them again: %s",
                 len(not_recorded),
                 exc,
             )
-            for inbound in not_recorded:
-                await inbound.reply(RETRY_LATER)
+            for provider, inbound in not_recorded:
+                await self._reply(provider, inbound, RETRY_LATER)
             found = []
-        for inbound in answered:
-            await inbound.reply(0)
-        for inbound, _parked, _part in found:
-            await inbound.reply(0)
+        for provider, inbound in answered:
+            await self._reply(provider, inbound, 0)
+        for inbound, parked, _part in found:
+            await self._reply(parked.provider, inbound, 0)
 
-    async def _publish(self, receipts: list[tuple[Inbound, _Parked]]) -> list[Inbound]:
+    async def _reply(self, provider: str, inbound: Inbound, command_status: int) -> None:
+        """Answer a receipt; its time since it came goes to ``smsgw_inbound_answer_seconds``."""
+        if await inbound.reply(command_status):
+            waited = max(0.0, trio.current_time() - inbound.received_at)
+            self._metrics.inbound_answered(provider, "receipt", waited)
+
+    async def _publish(self, receipts: list[tuple[Inbound, _Parked]]) -> list[tuple[str, Inbound]]:
         """Relay receipts no part was found for; those to answer ESME_ROK (the others are
         answered with a temporary error here: the relay could not take them)."""
         if not receipts:
@@ -309,13 +317,13 @@ class DlrHandler:
             log.warning(
                 "%d receipt(s) not relayed, the SMSC will send them again: %s", len(receipts), exc
             )
-            for inbound, _parked in receipts:
-                await inbound.reply(RETRY_LATER)
+            for inbound, parked in receipts:
+                await self._reply(parked.provider, inbound, RETRY_LATER)
             return []
         self._counters.receipts_relayed += len(receipts)
         for _inbound, parked in receipts:
             self._metrics.receipt_relayed(parked.provider, "published")
-        return [inbound for inbound, _parked in receipts]
+        return [(parked.provider, inbound) for inbound, parked in receipts]
 
     async def handle_relayed(self, entries: Sequence[RelayedReceipt]) -> None:
         """Receipts read from the relay (published by any instance, this one included): each

@@ -290,6 +290,7 @@ class Gateway:
             reassembly_timeout=config.inbound.reassembly_timeout,
             max_pending=config.inbound.max_pending,
             webhooks_due=self._webhooks_due,
+            metrics=self.metrics,
         )
         processor = Processor(
             settings=self._settings,

@@ -106,6 +106,13 @@ SUBMIT_TO_RECEIPT_BUCKETS = (
     3 * 86_400,
 )
 ENQUIRE_LINK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+#: Seconds from an SMSC's deliver_sm to the gateway's answer: a commit, milliseconds; more when
+#: the gateway is near its capacity (the SMSC's window then limits receipts, docs/operations.md).
+INBOUND_ANSWER_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+)  # fmt: skip
+#: The ``kind`` label of ``smsgw_inbound_answer_seconds``.
+INBOUND_KINDS = ("receipt", "mo")
 #: Seconds an API request takes: a millisecond or two for a single message, up to seconds for a
 #: full batch or a database under load.
 API_DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -383,6 +390,14 @@ class Metrics:
             buckets=ENQUIRE_LINK_BUCKETS,
             registry=r,
         )
+        self._inbound_answer = Histogram(
+            "smsgw_inbound_answer_seconds",
+            "Time from an SMSC's deliver_sm or data_sm to the gateway's answer, by provider and"
+            " kind (receipt, mo)",
+            ["provider", "kind"],
+            buckets=INBOUND_ANSWER_BUCKETS,
+            registry=r,
+        )
         self._orphaned = Counter(
             "smsgw_receipts_orphaned",
             "Delivery receipts matching no message (after the early-receipt park)",
@@ -442,6 +457,8 @@ class Metrics:
     def add_provider(self, provider: str) -> None:
         """Start a provider's counters at 0 (also after a reload added it)."""
         self._reconnects.labels(provider)
+        for kind in INBOUND_KINDS:
+            self._inbound_answer.labels(provider, kind)
         self._orphaned.labels(provider)
         for event in RELAY_EVENTS:
             self._relayed.labels(provider, event)
@@ -470,6 +487,13 @@ class Metrics:
 
     def enquire_link_rtt(self, provider: str, seconds: float) -> None:
         self._enquire_link.labels(provider).observe(_check_seconds(seconds))
+
+    def inbound_answered(self, provider: str, kind: str, seconds: float) -> None:
+        """The gateway answered an SMSC's inbound PDU ``seconds`` after it came (``kind``: one
+        of :data:`INBOUND_KINDS`)."""
+        if kind not in INBOUND_KINDS:
+            raise ValueError(f"inbound kind must be one of {INBOUND_KINDS}, got {kind!r}")
+        self._inbound_answer.labels(provider, kind).observe(_check_seconds(seconds))
 
     def receipt_orphaned(self, provider: str) -> None:
         self._orphaned.labels(provider).inc()

@@ -43,6 +43,7 @@ from smpp_codec.segment import ConcatInfo, Reassembler, concat_info, parse_udh
 from smpp_codec.text import decode as decode_text
 from smsgw.dlr import Notifier
 from smsgw.messages import Counters, new_message_id
+from smsgw.metrics import Metrics
 from smsgw.model import InboundPart, NewInbound
 from smsgw.smpp.inbound import Inbound
 from smsgw.storage import Store, StoreError
@@ -104,8 +105,10 @@ class MoHandler:
         reassembly_timeout: float = 20.0,
         max_pending: int = 4096,
         webhooks_due: Callable[[], None] = lambda: None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics if metrics is not None else Metrics(process=False)
         self._counters = counters
         self._notifier = notifier
         self._clock = clock
@@ -168,9 +171,9 @@ class MoHandler:
                 exc,
                 extra={"provider": provider},
             )
-            await inbound.reply(RETRY_LATER)
+            await self._reply(provider, inbound, RETRY_LATER)
             return
-        await inbound.reply(0)
+        await self._reply(provider, inbound, 0)
         await self._add(stored)
 
     async def _store_message(
@@ -181,7 +184,14 @@ class MoHandler:
             (provider, pdu.source_addr, pdu.destination_addr), payload, pdu.data_coding, parts=1
         )
         stored = await self._save(message, (), then="the SMSC will send it again")
-        await inbound.reply(0 if stored else RETRY_LATER)
+        await self._reply(provider, inbound, 0 if stored else RETRY_LATER)
+
+    async def _reply(self, provider: str, inbound: Inbound, command_status: int) -> None:
+        """Answer an MO or a part; its time since it came goes to
+        ``smsgw_inbound_answer_seconds``."""
+        if await inbound.reply(command_status):
+            waited = max(0.0, trio.current_time() - inbound.received_at)
+            self._metrics.inbound_answered(provider, "mo", waited)
 
     async def recover(self) -> None:
         """Give the parts stored before a restart back to the reassembler (call once, at start,

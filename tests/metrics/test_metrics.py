@@ -76,6 +76,9 @@ def test_counters_and_histograms_after_driving_the_methods() -> None:
     m.observe_submit_to_receipt(7.0)
     m.reconnect("beta")
     m.enquire_link_rtt("alpha", 0.004)
+    m.inbound_answered("alpha", "receipt", 0.003)
+    m.inbound_answered("alpha", "receipt", 0.2)
+    m.inbound_answered("beta", "mo", 0.004)
     m.receipt_orphaned("beta")
     m.webhook_result(True)
     m.webhook_result(False)
@@ -103,6 +106,11 @@ def test_counters_and_histograms_after_driving_the_methods() -> None:
     assert value(m, "smsgw_provider_reconnects_total", provider="beta") == 1
     assert value(m, "smsgw_provider_reconnects_total", provider="alpha") == 0
     assert value(m, "smsgw_enquire_link_rtt_seconds_count", provider="alpha") == 1
+    receipts = {"provider": "alpha", "kind": "receipt"}
+    assert value(m, "smsgw_inbound_answer_seconds_count", **receipts) == 2
+    assert value(m, "smsgw_inbound_answer_seconds_bucket", le="0.005", **receipts) == 1
+    assert value(m, "smsgw_inbound_answer_seconds_count", provider="beta", kind="mo") == 1
+    assert value(m, "smsgw_inbound_answer_seconds_count", provider="beta", kind="receipt") == 0
     assert value(m, "smsgw_receipts_orphaned_total", provider="beta") == 1
     assert value(m, "smsgw_webhook_deliveries_total") == 1
     assert value(m, "smsgw_webhook_failures_total") == 2
@@ -135,6 +143,8 @@ def test_bad_values_are_refused() -> None:
         m.observe_enqueue_to_submit(-1.0)
     with pytest.raises(ValueError, match=">= 0"):
         m.enquire_link_rtt("alpha", float("nan"))
+    with pytest.raises(ValueError, match="inbound kind"):
+        m.inbound_answered("alpha", "alert", 0.1)
 
 
 def test_command_status_label() -> None:

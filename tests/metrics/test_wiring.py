@@ -117,6 +117,8 @@ async def test_traffic_moves_the_counters_histograms_and_gauges(
         ids = [await running.submit(f"hello {n}") for n in range(4)]
         for message_id in ids:
             await wait_status(running.gateway, message_id, MessageStatus.DELIVERED)
+        mo = await sim.sim.send_mo(source_addr="4915112345", destination_addr="12345", text="Hej")
+        assert mo.ok
         # A permanent error: the message fails (dead-lettered) and its command_status counts.
         sim.sim.set_faults(Faults(permanent_error_fraction=1.0))
         failed = await running.submit("doomed")
@@ -138,6 +140,9 @@ async def test_traffic_moves_the_counters_histograms_and_gauges(
     assert value(after, "smsgw_enqueue_to_submit_seconds_count") == 4
     assert value(after, "smsgw_enqueue_to_submit_seconds_bucket", le="+Inf") == 4
     assert value(after, "smsgw_submit_to_receipt_seconds_count") == 4
+    # Each receipt and the MO was answered once, after it was stored.
+    assert value(after, "smsgw_inbound_answer_seconds_count", provider="a", kind="receipt") == 4
+    assert value(after, "smsgw_inbound_answer_seconds_count", provider="a", kind="mo") == 1
     # The queue and DLQ gauges are read at scrape time: the failed message is dead-lettered.
     assert value(after, "smsgw_dead_letters") == 1
     assert value(after, "smsgw_queue_messages", state="dead") == 1

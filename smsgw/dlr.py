@@ -13,13 +13,15 @@ of a provider:
    reason, and the status webhook in the same transaction; THEN answer the SMSC. If the store
    fails, the SMSC gets a temporary error (ESME_RX_T_APPN) and delivers the receipt again.
 4. Not found: the receipt probably overtook its ``submit_sm_resp`` (real SMSCs do that). It is
-   *parked* in the provider's :class:`~smsgw.correlation.Correlator` and answered at once: the
-   processor announces every mapping as it hands it to the store (:meth:`DlrHandler.expect`,
-   before the commit: later receipt writes are committed after it), which releases the parked
-   receipts for that id, recorded once the mapping is committed; after the provider's
-   ``early_receipt_park`` time a parked receipt is an orphan (counted, logged). A parked
-   receipt lives in memory only: a crash loses it (answering it only when matched would hold
-   the SMSC's window for up to the park time).
+   stored (``Store.park_receipts``: its PDU, in table ``parked_receipts``), then *parked* in the
+   provider's :class:`~smsgw.correlation.Correlator` and answered (answering only once matched
+   would hold the SMSC's window for up to the park time). The processor announces every mapping
+   as it hands it to the store (:meth:`DlrHandler.expect`, before the commit: later receipt
+   writes are committed after it), which releases the parked receipts for that id, recorded
+   once the mapping is committed, their rows deleted in the same transaction; after the
+   provider's ``early_receipt_park`` time a parked receipt is an orphan (counted, logged, its
+   row deleted). At start, :meth:`DlrHandler.recover` matches the stored ones again, so a
+   crash loses none. If storing it fails, it is answered with a temporary error.
 
 Several instances on one Redis queue (:mod:`smsgw.receipt_relay`): a receipt whose part is
 found neither in memory nor in the database is *relayed* instead of parked: published to the
@@ -52,6 +54,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from smpp_codec import DecodeError, decode, encode
 from smpp_codec.constants import CommandStatus
 from smpp_codec.errors import MessageIdError, ReceiptError
 from smpp_codec.message_id import MessageIdFormat
@@ -175,6 +178,8 @@ class _Parked:
     receipt: DeliveryReceipt
     relayed: str | None = None
     mine: bool = False
+    #: Its row in ``parked_receipts`` (None: not stored, e.g. a relayed one).
+    seq: int | None = None
 
 
 class DlrHandler:
@@ -210,6 +215,10 @@ class DlrHandler:
         self._providers = providers
         self._count_receipt = count_receipt
         self._correlators: dict[str, Correlator[_Parked]] = {}
+        #: ``parked_receipts`` rows to delete (orphans, pruned messages): by run_expiry.
+        self._rows_done: list[int] = []
+        #: Released parked receipts whose recording failed: tried again by run_expiry.
+        self._unrecorded: list[Match[_Parked]] = []
         self._wake = trio.Event()
 
     def correlator(self, provider: str) -> Correlator[_Parked]:
@@ -266,19 +275,20 @@ class DlrHandler:
                 # Not among the recent mappings: the database has the older ones.
                 parts = await self._store.find_parts([key for _, _, key in unknown])
                 relay: list[tuple[Inbound, _Parked]] = []
+                to_park: list[tuple[Inbound, _Parked, SmscKey]] = []
                 for inbound, parked, key in unknown:
-                    part = parts.get(key)
-                    if part is None and self._relay is not None:
-                        # Announced meanwhile? Else another instance may have sent it.
-                        part = self.correlator(parked.provider).lookup(key, trio.current_time())
-                        if part is None:
-                            relay.append((inbound, parked))
-                            continue
-                    part = part or self._park(key, parked)
-                    if part is None:
-                        answered.append((parked.provider, inbound))  # parked: answered now
-                    else:
+                    # Announced meanwhile?
+                    part = parts.get(key) or self.correlator(parked.provider).lookup(
+                        key, trio.current_time()
+                    )
+                    if part is not None:
                         found.append((inbound, parked, part))
+                    elif self._relay is not None:
+                        relay.append((inbound, parked))  # another instance may have sent it
+                    else:
+                        to_park.append((inbound, parked, key))
+                unknown = to_park  # if parking fails, these are answered with an error
+                answered.extend(await self._park_stored(to_park, found))
                 unknown = []
                 answered.extend(await self._publish(relay))
             await self._apply_many([(parked, part) for _, parked, part in found])
@@ -293,6 +303,8 @@ class DlrHandler:
             )
             for provider, inbound in not_recorded:
                 await self._reply(provider, inbound, RETRY_LATER)
+            # Stored when parked, then matched: the SMSC sends them again.
+            self._drop_rows([p.seq for _, p, _ in found if p.seq is not None])
             found = []
         for provider, inbound in answered:
             await self._reply(provider, inbound, 0)
@@ -324,6 +336,30 @@ class DlrHandler:
         for _inbound, parked in receipts:
             self._metrics.receipt_relayed(parked.provider, "published")
         return [(parked.provider, inbound) for inbound, parked in receipts]
+
+    async def _park_stored(
+        self,
+        receipts: list[tuple[Inbound, _Parked, SmscKey]],
+        found: list[tuple[Inbound, _Parked, PartRef]],
+    ) -> list[tuple[str, Inbound]]:
+        """Store the receipts no part was found for (``parked_receipts``), then park them; those
+        to answer now. One whose mapping was announced meanwhile goes to ``found`` instead, to
+        be recorded with the others (its row deleted then). Raises the store's error (nothing
+        parked: the caller answers them with a temporary error)."""
+        if not receipts:
+            return []
+        seqs = await self._store.park_receipts(
+            [(parked.provider, encode(inbound.pdu)) for inbound, parked, _key in receipts]
+        )
+        answer_now = []
+        for (inbound, parked, key), seq in zip(receipts, seqs, strict=True):
+            stored = attrs.evolve(parked, seq=seq)
+            part = self._park(key, stored)
+            if part is None:
+                answer_now.append((parked.provider, inbound))
+            else:
+                found.append((inbound, stored, part))
+        return answer_now
 
     async def handle_relayed(self, entries: Sequence[RelayedReceipt]) -> None:
         """Receipts read from the relay (published by any instance, this one included): each
@@ -437,9 +473,15 @@ class DlrHandler:
             try:
                 await self._apply(match)
             except StoreError as exc:
-                # Answered when parked: this receipt is lost; the message stays "submitted"
-                # (a relayed one stays in the relay: its publisher will count it an orphan).
-                log.warning("parked receipt for %s not recorded: %s", match.part.message_id, exc)
+                # Answered when parked, and kept: tried again (a relayed one stays in the
+                # relay meanwhile).
+                log.warning(
+                    "parked receipt for %s not recorded, trying again: %s",
+                    match.part.message_id,
+                    exc,
+                )
+                self._unrecorded.append(match)
+                self._wake.set()
                 continue
             await self._relay_matched([match.receipt])
 
@@ -469,29 +511,38 @@ class DlrHandler:
         )
 
     async def _apply_many(self, receipts: Sequence[tuple[_Parked, PartRef]]) -> None:
-        """Record the receipts' status events in one store call (raises its StoreError)."""
-        events = [
-            event
-            for parked, part in receipts
-            if (event := self._event(parked.provider, parked.receipt, part)) is not None
-        ]
-        if not events:
-            return
+        """Record the receipts' status events in one store call (raises its StoreError), and
+        delete the rows of those that were parked in it."""
+        events: list[tuple[StatusEvent, int | None]] = []
+        quiet: list[int] = []  # rows of receipts that change nothing (ENROUTE, ACCEPTED)
+        for parked, part in receipts:
+            event = self._event(parked.provider, parked.receipt, part)
+            if event is not None:
+                events.append((event, parked.seq))
+            elif parked.seq is not None:
+                quiet.append(parked.seq)
+        rows = quiet + [seq for _, seq in events if seq is not None]
         try:
-            await self._record(events)
+            await self._record([event for event, _ in events], rows)
         except UnknownMessage:
-            if len(events) == 1:
-                self._pruned(events[0])
-                return
             # One of them names a message that is gone (nothing was written): each alone.
-            for event in events:
+            self._drop_rows(quiet)
+            if len(events) == 1:
+                ((event, seq),) = events
+                self._pruned(event)
+                self._drop_rows([] if seq is None else [seq])
+                return
+            for event, seq in events:
+                mine = [] if seq is None else [seq]
                 try:
-                    await self._record([event])
+                    await self._record([event], mine)
                 except UnknownMessage:
                     self._pruned(event)
+                    self._drop_rows(mine)
 
-    async def _record(self, events: Sequence[StatusEvent]) -> None:
-        """``events`` with their webhooks in one store call; raises what the store raises."""
+    async def _record(self, events: Sequence[StatusEvent], parked_done: Sequence[int]) -> None:
+        """``events`` with their webhooks in one store call, deleting the parked receipts'
+        rows ``parked_done``; raises what the store raises."""
         notified = False
 
         def notify(change: StatusChange) -> list[NewNotification]:
@@ -500,13 +551,19 @@ class DlrHandler:
             notified = notified or bool(notifications)
             return notifications
 
-        result = await self._store.record_events(events, notify=notify)
+        result = await self._store.record_events(events, notify=notify, parked_done=parked_done)
         providers = {e.message_id: e.provider for e in events}
         for change in result.changes:
             if change.new in FINAL_STATUSES:
                 self._metrics.message_final(providers.get(change.message_id), change.new)
         if notified:
             self._webhooks_due()
+
+    def _drop_rows(self, seqs: Sequence[int]) -> None:
+        """Delete these parked receipts' rows soon (run_expiry): they will never be recorded."""
+        if seqs:
+            self._rows_done.extend(seqs)
+            self._wake.set()
 
     def _pruned(self, event: StatusEvent) -> None:
         # The mapping outlived its message (pruned): nothing to update.
@@ -526,6 +583,8 @@ class DlrHandler:
                 self._wake.set()
             return
         self._count_orphan(orphan)
+        if orphan.receipt.seq is not None:
+            self._drop_rows([orphan.receipt.seq])
 
     def _count_orphan(self, orphan: Orphan[_Parked]) -> None:
         self._counters.orphaned_receipts += 1
@@ -539,12 +598,16 @@ class DlrHandler:
         )
 
     async def run_expiry(self) -> None:
-        """Forever: at each parked receipt's deadline, count it orphaned (a supervised task)."""
+        """Forever: at each parked receipt's deadline, count it orphaned; delete the rows of
+        parked receipts that will never be recorded; record again the released ones whose
+        recording failed, every second (a supervised task)."""
         while True:
             self._wake = trio.Event()
             deadlines = [
                 d for c in self._correlators.values() if (d := c.next_deadline()) is not None
             ]
+            if self._rows_done or self._unrecorded:
+                deadlines.append(trio.current_time() + 1.0)
             with trio.move_on_at(min(deadlines) if deadlines else float("inf")):
                 await self._wake.wait()
             now = trio.current_time()
@@ -553,6 +616,46 @@ class DlrHandler:
                     self._orphan(orphan)
             if self._relay_orphans:
                 await self._settle_relay_orphans()
+            if self._unrecorded:
+                matches, self._unrecorded = self._unrecorded, []
+                await self.apply_parked(matches)
+            if self._rows_done:
+                rows, self._rows_done = self._rows_done, []
+                try:
+                    await self._store.unpark_receipts(rows)
+                except StoreError as exc:
+                    log.warning("could not delete %d parked receipt(s): %s", len(rows), exc)
+                    self._rows_done.extend(rows)
+
+    async def recover(self) -> None:
+        """Match again the receipts parked before a restart (call once, at start): recorded if
+        their mapping is in the database now, else parked for the park time again."""
+        entries: list[tuple[_Parked, SmscKey]] = []
+        for seq, provider, data, _parked_at in await self._store.parked_receipts():
+            try:
+                receipt = receipt_from_pdu(decode(data))  # type: ignore[arg-type]
+                if receipt is None:
+                    raise ReceiptError("not a receipt")
+                key = receipt_key(provider, receipt.message_id, self._id_format(provider))
+            except (DecodeError, ReceiptError, MessageIdError) as exc:
+                log.warning("dropping a parked receipt from %s: %s", provider, exc)
+                self._drop_rows([seq])
+                continue
+            entries.append((_Parked(provider, receipt, seq=seq), key))
+        if not entries:
+            return
+        parts = await self._store.find_parts([key for _, key in entries])
+        found = []
+        for parked, key in entries:
+            part = parts.get(key) or self._park(key, parked)
+            if part is not None:
+                found.append(Match(key, parked, part, None))
+        try:
+            await self._apply_many([(match.receipt, match.part) for match in found])
+        except StoreError as exc:
+            log.warning("%d parked receipt(s) not recorded, trying again: %s", len(found), exc)
+            self._unrecorded.extend(found)
+            self._wake.set()
 
     async def _settle_relay_orphans(self) -> None:
         """Count the receipts this instance relayed that no instance matched."""

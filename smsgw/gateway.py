@@ -316,7 +316,9 @@ class Gateway:
         )
         self._queue, self._store, self._manager, self._shared = queue, store, manager, shared
         self._dlr, self._mo, self._processor = dlr, mo, processor
-        # The parts of multipart MOs stored before a restart, before any new part comes.
+        # What was stored before a restart, before anything new comes: the receipts that were
+        # waiting for their mapping, and the parts of multipart MOs.
+        await dlr.recover()
         await mo.recover()
         run = self.supervisor.run
         async with trio.open_nursery() as services:

@@ -180,11 +180,25 @@ _V3 = (
     """,
 )
 
+# Receipts that overtook their submit_sm_resp, kept until their mapping comes (smsgw/dlr.py):
+# each is stored before the SMSC is answered, and deleted in the transaction that records it.
+_V4 = (
+    """
+    CREATE TABLE parked_receipts (
+        seq         INTEGER PRIMARY KEY,
+        provider    TEXT    NOT NULL,
+        pdu         BLOB    NOT NULL,     -- the deliver_sm or data_sm, encoded as received
+        parked_at   REAL    NOT NULL      -- wall-clock epoch seconds
+    )
+    """,
+)
+
 #: (version, description, statements), in order. Append only.
 MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (1, "messages, parts, events, smsc_ids, inbound, notifications, provider_stats", _V1),
     (2, "messages.callback_url", _V2),
     (3, "inbound_parts", _V3),
+    (4, "parked_receipts", _V4),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -276,7 +276,11 @@ class Store:
         await self._writer.submit(writes.SET_PARTS, op)
 
     async def record_events(
-        self, events: Sequence[StatusEvent], *, notify: Notify | None = None
+        self,
+        events: Sequence[StatusEvent],
+        *,
+        notify: Notify | None = None,
+        parked_done: Sequence[int] = (),
     ) -> RecordResult:
         """Record status transitions, in order, and update the parts' and messages' statuses.
 
@@ -287,15 +291,21 @@ class Store:
         durable together. It must be quick and must not block (it runs in the writer task); if
         it raises, this call fails and writes nothing.
 
+        ``parked_done``: the :meth:`park_receipts` rows of the receipts these events record,
+        deleted in the same transaction.
+
         Raises :class:`UnknownMessage` if an event names no existing message or part (then no
-        event of the call is recorded).
+        event of the call is recorded, and no row deleted).
         """
         _check_items("events", events, StatusEvent)
         if notify is not None and not callable(notify):
             raise TypeError(f"notify must be callable, got {notify!r}")
         if not events:
+            await self.unpark_receipts(parked_done)
             return RecordResult((), ())
-        op = writes.RecordEvents(tuple((e, self._time(e.at)) for e in events), notify)
+        op = writes.RecordEvents(
+            tuple((e, self._time(e.at)) for e in events), notify, tuple(map(int, parked_done))
+        )
         result: RecordResult = await self._writer.submit(writes.RECORD_EVENTS, op)
         return result
 
@@ -378,6 +388,30 @@ class Store:
             tuple(int(seq) for seq in parts_done),
         )
         await self._writer.submit(writes.STORE_INBOUND, op)
+
+    async def park_receipts(self, receipts: Sequence[tuple[str, bytes]]) -> list[int]:
+        """Keep receipts that overtook their submit_sm_resp, each (provider, its PDU encoded),
+        until they are recorded; returns their rows. Durable when this returns: the SMSC may be
+        answered."""
+        if not receipts:
+            return []
+        at = self._clock()
+        payload = tuple((str(provider), bytes(pdu), at) for provider, pdu in receipts)
+        seqs: tuple[int, ...] = await self._writer.submit(writes.PARK_RECEIPTS, payload)
+        return list(seqs)
+
+    async def unpark_receipts(self, seqs: Sequence[int]) -> None:
+        """Delete parked receipts (orphans: no mapping came)."""
+        if seqs:
+            await self._writer.submit(writes.UNPARK_RECEIPTS, tuple(map(int, seqs)))
+
+    async def parked_receipts(self) -> list[tuple[int, str, bytes, float]]:
+        """Every parked receipt, oldest first: (row, provider, encoded PDU, parked_at). Read
+        at start, to match them again."""
+        rows = await self._fetch(
+            "SELECT seq, provider, pdu, parked_at FROM parked_receipts ORDER BY seq"
+        )
+        return [(int(r[0]), str(r[1]), bytes(r[2]), float(r[3])) for r in rows]
 
     async def store_inbound_part(self, part: InboundPart) -> InboundPart:
         """Store one part of a multipart MO until its message is whole; returns it with its

@@ -44,11 +44,13 @@ __all__ = [
     "ENQUEUE_NOTIFICATIONS",
     "MAP_SMSC_IDS",
     "NOTIFICATION_OUTCOMES",
+    "PARK_RECEIPTS",
     "RECORD_EVENTS",
     "RECORD_PROVIDER_STATS",
     "SET_PARTS",
     "STORE_INBOUND",
     "STORE_INBOUND_PARTS",
+    "UNPARK_RECEIPTS",
     "Notify",
     "RecordResult",
 ]
@@ -255,6 +257,8 @@ class RecordResult:
 class RecordEvents:
     events: tuple[tuple[StatusEvent, float], ...]  # each with its time
     notify: Notify | None
+    #: The ``parked_receipts`` rows of receipts these events record: deleted in the transaction.
+    parked_done: tuple[int, ...] = ()
 
 
 #: A status from its stored value (a dict lookup: ``MessageStatus(value)`` is much slower, and
@@ -378,10 +382,49 @@ def _record_events(
     if rows:
         db.executemany(_INSERT_EVENT, [_event_params(row) for row in rows])
     _insert_notifications(db, notifications)
+    _unpark(db, [seq for op, outcome in zip(payloads, outcomes, strict=True)
+                 if not isinstance(outcome, Failure) for seq in op.parked_done])  # fmt: skip
     return outcomes
 
 
 RECORD_EVENTS = OpKind("record_events", 3, _record_events)
+
+
+# --- parked receipts --------------------------------------------------------------------------
+
+
+def _unpark(db: sqlite3.Connection, seqs: Sequence[int]) -> None:
+    if seqs:
+        db.executemany("DELETE FROM parked_receipts WHERE seq = ?", [(seq,) for seq in seqs])
+
+
+def _park_receipts(
+    db: sqlite3.Connection, payloads: Sequence[Sequence[tuple[str, bytes, float]]]
+) -> list[tuple[int, ...]]:
+    """Each request's receipts (provider, encoded PDU, time); its outcome is their rows."""
+    out = []
+    for receipts in payloads:
+        seqs = []
+        for provider, pdu, at in receipts:
+            (seq,) = db.execute(
+                "INSERT INTO parked_receipts (provider, pdu, parked_at) VALUES (?, ?, ?)"
+                " RETURNING seq",
+                (provider, pdu, at),
+            ).fetchone()
+            seqs.append(int(seq))
+        out.append(tuple(seqs))
+    return out
+
+
+def _unpark_receipts(db: sqlite3.Connection, payloads: Sequence[Sequence[int]]) -> list[None]:
+    _unpark(db, [seq for seqs in payloads for seq in seqs])
+    return [None] * len(payloads)
+
+
+PARK_RECEIPTS = OpKind("park_receipts", 9, _park_receipts)
+
+
+UNPARK_RECEIPTS = OpKind("unpark_receipts", 10, _unpark_receipts)
 
 
 # --- store_inbound ----------------------------------------------------------------------------

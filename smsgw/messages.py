@@ -397,6 +397,8 @@ class GatewayStats:
     mo_received: int  #: inbound messages stored (a multipart MO counts once)
     mo_incomplete: int  #: multipart MOs stored with parts missing (reassembly timed out)
     mo_store_failures: int  #: MOs answered with a temporary error because storing failed
+    #: parts of multipart MOs sent again after their message was stored (answers lost): dropped
+    mo_duplicate_parts: int
     duplicates_detected: int  #: parts found already accepted when a message came back
     in_flight_abandoned: int  #: messages cut off by a drain's grace (may be sent twice)
     leases_lost: int  #: leases that expired under a consumer (another may send it too)
@@ -430,6 +432,7 @@ class Counters:
     mo_received: int = 0
     mo_incomplete: int = 0
     mo_store_failures: int = 0
+    mo_duplicate_parts: int = 0
     duplicates_detected: int = 0
     in_flight_abandoned: int = 0
     leases_lost: int = 0

@@ -11,7 +11,10 @@ stores the message.
   holding back. The parts are collected by :class:`smpp_codec.segment.Reassembler` under
   (provider, source, destination, reference, total). When the last one arrives, the whole
   message is stored and its parts' rows deleted, in one transaction. A part received twice is
-  stored twice and deleted with the rest (the reassembler ignores the copy).
+  stored twice and deleted with the rest (the reassembler ignores the copy). A copy that comes
+  after its message was stored (the SMSC did not get our answer, and sends it again) is
+  recognised by its key, number and payload among the last :data:`RECENT_PARTS` parts, and
+  dropped (``mo_duplicate_parts``) rather than stored later as a message of its own.
 - Stored parts outlive the process: :meth:`MoHandler.recover` (at start) gives them back to
   the reassembler, their age counted from when they were received.
 - A message whose parts do not all arrive within ``reassembly_timeout`` seconds (``[inbound]``
@@ -31,6 +34,7 @@ recognise it by.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 
 import attrs
@@ -54,6 +58,9 @@ log = logging.getLogger("smsgw.mo")
 
 RETRY_LATER = int(CommandStatus.ESME_RX_T_APPN)
 
+#: Parts of recently stored multipart MOs remembered, to recognise copies the SMSC sends again.
+RECENT_PARTS = 20_000
+
 
 def _body(pdu: DeliverSm | DataSm) -> bytes:
     short_message: bytes = getattr(pdu, "short_message", b"")
@@ -74,10 +81,11 @@ def _text(payload: bytes, data_coding: int) -> str | None:
 
 @attrs.define
 class _Held:
-    """What is known of a pending multipart message besides its parts' payloads."""
+    """What is known of a pending multipart message besides what the reassembler holds."""
 
     data_coding: int  # its first part's
     seqs: list[int] = attrs.Factory(list)  # its stored parts' rows
+    payloads: dict[int, bytes] = attrs.Factory(dict)  # by part number (to know copies later)
 
 
 @attrs.frozen
@@ -120,6 +128,10 @@ class MoHandler:
         self._held: dict[Hashable, _Held] = {}
         #: Whole messages of stored parts whose storing failed: tried again by run_expiry.
         self._unstored: list[_Whole] = []
+        #: The parts of the messages made whole most recently, by (key, number): a part that
+        #: comes again (the SMSC did not get our answer) is recognised and dropped, instead
+        #: of starting a message of its own. Bounded: :data:`RECENT_PARTS`.
+        self._recent: OrderedDict[tuple[Hashable, int], bytes] = OrderedDict()
         self._wake = trio.Event()
 
     @property
@@ -203,20 +215,37 @@ class MoHandler:
     async def _add(self, part: InboundPart) -> None:
         """Collect a stored part; store its message when this part completes it."""
         assert part.seq is not None and part.received_at is not None
+        if part.key not in self._held and self._recent.get((part.key, part.number)) == part.payload:
+            # A copy of a part of a message stored already: the SMSC did not get our answer.
+            self._counters.mo_duplicate_parts += 1
+            try:
+                await self._store.delete_inbound_parts([part.seq])
+            except StoreError as exc:  # kept: stored as an incomplete message after a restart
+                log.warning("could not delete a copy of an inbound part: %s", exc)
+            return
         # The reassembler's clock is Trio's: a part stored before a restart is as old as it is.
         age = max(0.0, self._clock() - part.received_at)
         info = ConcatInfo(part.reference, part.total, part.number, part.payload)
         joined = self._reassembler.add(part.key, info, trio.current_time() - age)
         held = self._held.setdefault(part.key, _Held(part.data_coding))
         held.seqs.append(part.seq)
+        held.payloads.setdefault(part.number, part.payload)
         if joined is None:
             if len(held.seqs) == 1:
                 self._wake.set()  # a new incomplete message: the expiry timer re-arms
             return
         del self._held[part.key]
+        self._remember(part.key, held)
         await self._store_whole(
             _Whole(part.key, joined, part.total, True, held.data_coding, tuple(held.seqs))
         )
+
+    def _remember(self, key: Hashable, held: _Held) -> None:
+        for number, payload in held.payloads.items():
+            self._recent[(key, number)] = payload
+            self._recent.move_to_end((key, number))
+        while len(self._recent) > RECENT_PARTS:
+            self._recent.popitem(last=False)
 
     async def _store_whole(self, whole: _Whole) -> None:
         """Store a message made of stored parts and delete their rows, in one transaction. If
@@ -295,6 +324,7 @@ class MoHandler:
                 )
                 joined = b"".join(parts[n] for n in sorted(parts))
                 assert isinstance(key, tuple)
+                self._remember(key, held)
                 await self._store_whole(
                     _Whole(key, joined, len(parts), False, held.data_coding, tuple(held.seqs))
                 )

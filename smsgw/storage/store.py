@@ -389,6 +389,10 @@ class Store:
         )
         await self._writer.submit(writes.STORE_INBOUND, op)
 
+    async def delete_inbound_parts(self, seqs: Sequence[int]) -> None:
+        """Delete stored parts of multipart MOs that will not be part of a message (copies)."""
+        await self.store_inbound([], parts_done=seqs)
+
     async def park_receipts(self, receipts: Sequence[tuple[str, bytes]]) -> list[int]:
         """Keep receipts that overtook their submit_sm_resp, each (provider, its PDU encoded),
         until they are recorded; returns their rows. Durable when this returns: the SMSC may be

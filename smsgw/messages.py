@@ -480,6 +480,7 @@ def inbound_notification_body(message: NewInbound) -> str:
             else base64.b64encode(message.payload).decode("ascii"),
             "data_coding": message.data_coding,
             "parts": message.parts,
+            "complete": message.complete,
             "received_at": message.received_at,
         },
         ensure_ascii=False,

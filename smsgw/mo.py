@@ -250,7 +250,9 @@ class MoHandler:
     async def _store_whole(self, whole: _Whole) -> None:
         """Store a message made of stored parts and delete their rows, in one transaction. If
         that fails the parts stay stored, and :meth:`run_expiry` tries again."""
-        message = self._message(whole.key[:3], whole.payload, whole.data_coding, whole.parts)
+        message = self._message(
+            whole.key[:3], whole.payload, whole.data_coding, whole.parts, complete=whole.complete
+        )
         if not await self._save(message, whole.seqs, then="trying again (its parts are kept)"):
             self._unstored.append(whole)
             self._wake.set()
@@ -259,7 +261,13 @@ class MoHandler:
             self._counters.mo_incomplete += 1
 
     def _message(
-        self, where: tuple[str, str, str], payload: bytes, data_coding: int, parts: int
+        self,
+        where: tuple[str, str, str],
+        payload: bytes,
+        data_coding: int,
+        parts: int,
+        *,
+        complete: bool = True,
     ) -> NewInbound:
         provider, source, destination = where
         return NewInbound(
@@ -272,6 +280,7 @@ class MoHandler:
             text=_text(payload, data_coding),
             parts=parts,
             received_at=self._clock(),
+            complete=complete,
         )
 
     async def _save(self, message: NewInbound, parts_done: Sequence[int], *, then: str) -> bool:

@@ -274,6 +274,8 @@ class NewInbound:
     )
     parts: int = attrs.field(default=1, validator=_positive_int)
     received_at: float | None = attrs.field(default=None, validator=_time)
+    #: False: a multipart message stored with parts missing (its reassembly timed out).
+    complete: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
 
 @attrs.frozen
@@ -450,6 +452,7 @@ class InboundMessage:
     text: str | None
     parts: int
     received_at: float
+    complete: bool = True
 
 
 @attrs.frozen

@@ -94,6 +94,7 @@ def inbound(m: InboundMessage) -> dict[str, Any]:
         "payload": None if m.text is not None else base64.b64encode(m.payload).decode("ascii"),
         "data_coding": m.data_coding,
         "parts": m.parts,
+        "complete": m.complete,
         "received_at": m.received_at,
     }
 

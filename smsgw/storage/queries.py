@@ -40,7 +40,8 @@ MESSAGE_COLUMNS = (
     " updated_at, reason, provider, schedule_at, expires_at, seq, callback_url"
 )
 INBOUND_COLUMNS = (
-    "seq, id, provider, source, destination, payload, data_coding, text, part_count, received_at"
+    "seq, id, provider, source, destination, payload, data_coding, text, part_count, received_at,"
+    " complete"
 )
 NOTIFICATION_COLUMNS = (
     "seq, kind, target, body, subject, created_at, state, attempts, next_attempt_at,"

@@ -193,12 +193,20 @@ _V4 = (
     """,
 )
 
+# Whether an MO has every part its header announced (0: stored after its reassembly timeout).
+# Messages stored before this migration count as complete: nothing recorded otherwise.
+_V5 = (
+    "ALTER TABLE inbound ADD COLUMN complete INTEGER NOT NULL DEFAULT 1"
+    " CHECK (complete IN (0, 1))",
+)
+
 #: (version, description, statements), in order. Append only.
 MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     (1, "messages, parts, events, smsc_ids, inbound, notifications, provider_stats", _V1),
     (2, "messages.callback_url", _V2),
     (3, "inbound_parts", _V3),
     (4, "parked_receipts", _V4),
+    (5, "inbound.complete", _V5),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

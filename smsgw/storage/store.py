@@ -201,6 +201,7 @@ def _inbound(row: Row) -> InboundMessage:
         text=row[7],
         parts=row[8],
         received_at=row[9],
+        complete=bool(row[10]),
     )
 
 

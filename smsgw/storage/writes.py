@@ -441,10 +441,10 @@ class StoreInbound:
 def _store_inbound(db: sqlite3.Connection, payloads: Sequence[StoreInbound]) -> list[None]:
     db.executemany(
         "INSERT INTO inbound (id, provider, source, destination, payload, data_coding, text,"
-        " part_count, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " part_count, received_at, complete) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (m.id, m.provider, m.source, m.destination, m.payload, m.data_coding, m.text, m.parts,
-             m.received_at)
+             m.received_at, int(m.complete))
             for op in payloads
             for m in op.messages
         ],

@@ -216,6 +216,7 @@ async def test_inbound_messages_are_listed(api: Api) -> None:
         assert len(rest["items"]) == 1 and rest["next_cursor"] is None
     by_source = {m["from"]: m for m in items}
     assert by_source["4915100000001"]["text"] == "hi there"
+    assert by_source["4915100000001"]["complete"] is True
     assert by_source["4915100000002"]["payload"] == base64.b64encode(b"\x00\xff").decode()
 
 

@@ -44,6 +44,7 @@ async def test_a_single_mo_is_stored_before_the_smsc_gets_its_answer(harness: Ha
     (note,) = notifications
     assert note.kind is NotificationKind.INBOUND and note.target == "https://example.test/inbound"
     assert note.subject == message.id and '"text":"Hej"' in note.body
+    assert message.complete and '"complete":true' in note.body
     assert gateway.stats().mo_received == 1
 
 
@@ -65,6 +66,7 @@ async def test_multipart_mos_are_reassembled_before_they_are_stored(harness: Har
     texts = [m.text for m in reversed(page.items)]
     assert texts == [LONG, LONG, LONG, "Ж" * 150]
     assert [m.parts for m in reversed(page.items)] == [2, 2, 2, 3]
+    assert all(m.complete for m in page.items)
     assert gateway.stats().mo_received == 4 and gateway.stats().mo_incomplete == 0
 
 
@@ -103,7 +105,8 @@ async def test_an_incomplete_multipart_mo_is_stored_when_its_time_is_up(
         page = await gateway.store.list_inbound()
         assert await gateway.store.inbound_parts() == []  # deleted with the message's storing
     (message,) = page.items
-    assert (message.text, message.parts) == ("first half", 1)
+    # Marked: a client can tell that text is missing.
+    assert (message.text, message.parts, message.complete) == ("first half", 1, False)
 
 
 def _udh8_part(number: int, text: bytes, *, reference: int = 42, total: int = 2) -> DeliverSm:
@@ -188,7 +191,7 @@ async def test_parts_stored_before_a_restart_are_reassembled_after_it(
     if second_part_comes:
         assert (message.text, message.parts) == ("first half second half", 2)
     else:
-        assert (message.text, message.parts) == ("first half", 1)
+        assert (message.text, message.parts, message.complete) == ("first half", 1, False)
 
 
 async def test_status_changes_queue_webhooks_to_the_callback_url(harness: Harness) -> None:

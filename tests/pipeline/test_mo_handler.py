@@ -59,7 +59,7 @@ async def test_a_recovered_part_keeps_its_age(tmp_path: Path, nursery: trio.Nurs
         with trio.fail_after(5):  # well below the 20 s a fresh part would wait
             await wait_until(lambda: counters.mo_incomplete == 1, what="stored incomplete")
         (message,) = (await store.list_inbound()).items
-        assert (message.text, message.parts) == ("hello", 1)
+        assert (message.text, message.parts, message.complete) == ("hello", 1, False)
         nursery.cancel_scope.cancel()
 
 

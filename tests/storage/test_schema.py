@@ -83,6 +83,10 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_messages(
             "INSERT INTO parts (message_id, part_number, status, updated_at, reason)"
             " VALUES ('old', 1, 'queued', 5, 'accepted')"
         )
+        conn.execute(
+            "INSERT INTO inbound (id, provider, source, destination, payload, data_coding,"
+            " text, part_count, received_at) VALUES ('mo', 'p', 's', 'd', x'6869', 0, 'hi', 1, 5)"
+        )
     conn.close()
     with trio.fail_after(T):
         async with open_store(db_path, clock=clock) as store:
@@ -91,6 +95,9 @@ async def test_a_version_1_database_is_migrated_and_keeps_its_messages(
             )
             old = await store.get_message("old")
             new = await store.get_message("new")
+            (mo,) = (await store.list_inbound()).items
+            assert await store.inbound_parts() == [] and await store.parked_receipts() == []
+    assert (mo.text, mo.complete) == ("hi", True)  # rows from before migration 5 say complete
     assert old is not None and old.message.callback_url is None
     assert new is not None and new.message.callback_url == "http://h/cb"
     assert read(db_path, "SELECT version FROM schema_version ORDER BY version") == [

@@ -227,7 +227,12 @@ class Gateway:
         async with open_redis(
             redis_config.url, timeout=RELAY_BLOCK + 5.0, max_connections=2
         ) as client:
-            yield ReceiptRelay(client, redis_config.prefix, config.gateway.resolved_instance_id())
+            # At start, the receipts relayed during the longest park time before the cursor are
+            # read again: one parked here when the last process ended was not recorded.
+            rewind = max((p.early_receipt_park for p in config.providers), default=0.0)
+            yield ReceiptRelay(
+                client, redis_config.prefix, config.gateway.resolved_instance_id(), rewind=rewind
+            )
 
     @asynccontextmanager
     async def _open_sharing(self, config: GatewayConfig) -> AsyncIterator[SharedLimits | None]:

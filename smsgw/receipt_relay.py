@@ -24,7 +24,11 @@ The relay is a Redis stream that every instance of the queue's prefix writes to 
 
 Each instance's cursor (the last entry it read) is kept in Redis under its ``instance_id``, so an
 instance that restarts with the same ``instance_id`` reads the receipts relayed while it was
-down. The stream is capped at :data:`MAX_ENTRIES` entries (the oldest go first).
+down. It also reads again, from ``rewind`` seconds before its cursor, the entries still in the
+stream: an instance that crashed while a copy waited parked in its memory (its mapping on its
+way) would otherwise never see that receipt again, and its message would stay ``submitted``.
+Entries matched meanwhile are gone from the stream; reading one again records nothing twice.
+The stream is capped at :data:`MAX_ENTRIES` entries (the oldest go first).
 
 This is the only module that knows the relay's keys and entry format; Redis itself is reached
 through :mod:`smsgw.adapters.redis`.
@@ -45,7 +49,7 @@ from smpp_codec.pdu import DataSm, DeliverSm, Pdu
 if TYPE_CHECKING:
     from smsgw.adapters.redis import RedisClient
 
-__all__ = ["MAX_ENTRIES", "READ_BATCH", "ReceiptRelay", "RelayedReceipt"]
+__all__ = ["MAX_ENTRIES", "READ_BATCH", "ReceiptRelay", "RelayedReceipt", "rewound"]
 
 #: Entries kept in the stream at most (approximately: Redis trims whole nodes); a few hundred
 #: bytes each.
@@ -70,6 +74,20 @@ class RelayedReceipt:
     pdu: DeliverSm | DataSm
 
 
+def rewound(cursor: str, seconds: float) -> str:
+    """The stream position ``seconds`` before entry id ``cursor`` (``<ms>-<n>``: the Redis
+    server's clock, so no clock of ours is compared with it)."""
+    if seconds <= 0:
+        return cursor
+    millis = int(cursor.partition("-")[0])
+    return f"{max(0, millis - round(seconds * 1000))}-0"
+
+
+def _position(entry: str) -> tuple[int, int]:
+    millis, _, number = entry.partition("-")
+    return int(millis), int(number or 0)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -82,16 +100,24 @@ class ReceiptRelay:
     (Redis down or too slow) or :class:`~smsgw.queue.base.QueueError` like the queue does.
     """
 
-    def __init__(self, redis: RedisClient, prefix: str, instance: str) -> None:
+    def __init__(
+        self, redis: RedisClient, prefix: str, instance: str, *, rewind: float = 0.0
+    ) -> None:
         tag = "{" + prefix + "}"  # a hash tag, as the queue's keys (the prefix has no braces)
         self._redis = redis
         self.instance = instance
+        #: Seconds of the stream before a stored cursor read again at start (module docstring).
+        self.rewind = rewind
         self.stream = f"{tag}:relay:receipts"
         self._cursor_key = f"{tag}:relay:cursor:{instance}"
         #: The last entry this instance handled (None: not read from Redis yet).
         self._cursor: str | None = None
         #: The last entry the last :meth:`read` returned or skipped.
         self._last_read: str | None = None
+        #: The cursor stored before a restart: a rewound read never moves it back.
+        self._floor = START
+        #: The cursor as stored in Redis now (None: not known yet).
+        self._saved: str | None = None
         #: Trio time the cursor was last written to Redis.
         self._written_at = -float("inf")
 
@@ -138,16 +164,20 @@ class ReceiptRelay:
         """Move this instance's cursor past everything :meth:`read` returned last (skipped
         entries included)."""
         last = self._last_read or self._cursor
-        stale = trio.current_time() - self._written_at > CURSOR_TTL / 2
-        if last is None or (last == self._cursor and not stale):
+        if last is None:
             return
-        await self._save_cursor(last)
+        self._cursor = last
+        # While the rewound part is read again, Redis keeps the cursor stored before.
+        keep = last if _position(last) >= _position(self._floor) else self._floor
+        stale = trio.current_time() - self._written_at > CURSOR_TTL / 2
+        if keep != self._saved or stale:
+            await self._save_cursor(keep)
 
     async def _save_cursor(self, cursor: str) -> None:
         # Written again now and then even when unchanged, so that it outlives CURSOR_TTL
         # while the instance runs.
         await self._redis.command("SET", self._cursor_key, cursor, "EX", CURSOR_TTL)
-        self._cursor = cursor
+        self._saved = cursor
         self._written_at = trio.current_time()
 
     async def matched(self, entries: Iterable[str]) -> None:
@@ -176,12 +206,14 @@ class ReceiptRelay:
         if self._cursor is None:
             stored = await self._redis.command("GET", self._cursor_key)
             if stored is not None:
-                self._cursor = _text(stored)
+                self._floor = self._saved = _text(stored)
+                self._cursor = rewound(self._floor, self.rewind)
                 self._written_at = trio.current_time()
             else:
                 # A new instance: nothing relayed before now can be its own. Kept at once, so
                 # that after a restart it reads what was relayed while it was down.
                 last = await self._redis.command("XREVRANGE", self.stream, "+", "-", "COUNT", 1)
-                await self._save_cursor(_text(last[0][0]) if last else START)
+                self._cursor = _text(last[0][0]) if last else START
+                await self._save_cursor(self._cursor)
         assert self._cursor is not None
         return self._cursor

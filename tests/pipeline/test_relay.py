@@ -1,7 +1,9 @@
 """The receipt relay on a real Redis: what one instance publishes, every instance reads (each from
-its own cursor, kept across restarts); matched entries leave the stream; a damaged entry is
-skipped. And the DLR handler with a relay: a receipt no part is known for is relayed before the
-SMSC is answered, or answered with a temporary error when Redis cannot take it."""
+its own cursor, kept across restarts, and read again from ``rewind`` seconds before it at a
+restart); matched entries leave the stream; a damaged entry is skipped. And the DLR handler with
+a relay: a receipt no part is known for is relayed before the SMSC is answered, or answered with
+a temporary error when Redis cannot take it; one parked by its sender when that sender stopped
+is recorded after its restart."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from smsgw.adapters.redis import RedisClient, open_redis
 from smsgw.dlr import RETRY_LATER, DlrHandler, Notifier
 from smsgw.messages import Counters
 from smsgw.model import MessageStatus, NewMessage, SmscIdMapping
-from smsgw.receipt_relay import ReceiptRelay
+from smsgw.receipt_relay import ReceiptRelay, rewound
 from smsgw.storage import open_store
 from smsgw.testing.ports import free_port
 
@@ -65,6 +67,30 @@ async def test_the_cursor_moves_on_advance_and_survives_a_restart(
     assert [r.entry for r in await again.read(block=0.01)] == more
     # A new instance name starts after all of them.
     assert await ReceiptRelay(redis, prefix, "c").read(block=0.01) == []
+
+
+def test_rewound_goes_back_on_the_entry_ids_own_clock() -> None:
+    assert rewound("1732800000123-5", 30.0) == "1732799970123-0"
+    assert rewound("1732800000123-5", 0.0) == "1732800000123-5"
+    assert rewound("1000-0", 30.0) == "0-0"
+
+
+async def test_a_restart_reads_again_what_is_still_in_the_stream_before_the_cursor(
+    redis: RedisClient, prefix: str
+) -> None:
+    a, b = ReceiptRelay(redis, prefix, "a"), ReceiptRelay(redis, prefix, "b")
+    await b.read(block=0.01)
+    ids = await a.publish([("p", receipt_pdu(str(n))) for n in range(3)])
+    assert [r.entry for r in await b.read(block=0.01)] == ids
+    await b.advance()
+    await a.matched(ids[:1])  # somebody recorded the first: it left the stream
+    # "b" stops (what it parked is gone with it) and starts again.
+    again = ReceiptRelay(redis, prefix, "b", rewind=60.0)
+    assert [r.entry for r in await again.read(block=0.01)] == ids[1:]
+    await again.advance()
+    assert await again.read(block=0.01) == []
+    # Reading the rewound part again never moved the stored cursor back.
+    assert [r.entry for r in await ReceiptRelay(redis, prefix, "b").read(block=0.01)] == []
 
 
 async def test_a_damaged_entry_is_skipped_and_passed(redis: RedisClient, prefix: str) -> None:
@@ -160,3 +186,39 @@ async def test_a_receipt_the_relay_cannot_take_is_answered_with_a_temporary_erro
             await dlr.handle_many([("p", answers.inbound("1001"))])
     assert answers.statuses == {"1001": RETRY_LATER}
     assert (counters.receipts_relayed, counters.receipts_parked) == (0, 0)
+
+
+async def test_a_receipt_its_sender_had_parked_when_it_stopped_is_recorded_after_a_restart(
+    redis: RedisClient, prefix: str, tmp_path: Path
+) -> None:
+    async with (
+        open_store(tmp_path / "a.sqlite3", synchronous="NORMAL") as store_a,
+        open_store(tmp_path / "b.sqlite3", synchronous="NORMAL") as store_b,
+    ):
+        await store_b.create_messages([NewMessage(id="m1", source="ACME", destination="+491")])
+        relay_b = ReceiptRelay(redis, prefix, "b")
+        await relay_b.read(block=0.01)  # "b" is running before the receipt comes
+        dlr_a = DlrHandler(
+            store=store_a, counters=Counters(), notifier=Notifier(), providers=lambda _: None,
+            relay=ReceiptRelay(redis, prefix, "a"),
+        )  # fmt: skip
+        dlr_b = DlrHandler(
+            store=store_b, counters=Counters(), notifier=Notifier(), providers=lambda _: None,
+            relay=relay_b,
+        )  # fmt: skip
+        with trio.fail_after(10):
+            # The receipt overtakes m1's submit_sm_resp: "a" relays it, "b" parks its copy.
+            await dlr_a.handle_many([("p", Answers().inbound("1001"))])
+            await dlr_b.handle_relayed(await relay_b.read(block=0.01))
+            await relay_b.advance()
+            assert dlr_b.parked() == 1
+            # The mapping is committed, and "b" stops before the parked copy is matched.
+            await store_b.map_smsc_ids([SmscIdMapping("p", "1001", "m1", 1)])
+            relay = ReceiptRelay(redis, prefix, "b", rewind=30.0)
+            restarted = DlrHandler(
+                store=store_b, counters=Counters(), notifier=Notifier(),
+                providers=lambda _: None, relay=relay,
+            )  # fmt: skip
+            await restarted.handle_relayed(await relay.read(block=0.01))
+        detail = await store_b.get_message("m1")
+    assert detail is not None and detail.message.status is MessageStatus.DELIVERED

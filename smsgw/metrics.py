@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import (
     Awaitable,
     Callable,
@@ -52,6 +53,7 @@ __all__ = [
     "HTTP_METHODS",
     "UNMATCHED_ROUTE",
     "Metrics",
+    "bucket_quantile",
     "command_status_label",
     "metrics_app",
     "serve_metrics",
@@ -144,6 +146,19 @@ def _status_label(status: MessageStatus | str) -> str:
     if value not in {s.value for s in FINAL_STATUSES}:
         raise ValueError(f"not a final message status: {status!r}")
     return value
+
+
+def bucket_quantile(buckets: Sequence[tuple[float, float]], q: float) -> float:
+    """The upper bound of the histogram bucket that holds quantile ``q`` (0..1) of the
+    observations, from (upper bound, cumulative count) pairs in order: "at most this". NaN when
+    nothing was observed."""
+    total = buckets[-1][1] if buckets else 0.0
+    if total <= 0:
+        return math.nan
+    for bound, cumulative in buckets:
+        if cumulative >= q * total:
+            return bound
+    return buckets[-1][0]
 
 
 def _check_seconds(seconds: float) -> float:
@@ -494,6 +509,17 @@ class Metrics:
         if kind not in INBOUND_KINDS:
             raise ValueError(f"inbound kind must be one of {INBOUND_KINDS}, got {kind!r}")
         self._inbound_answer.labels(provider, kind).observe(_check_seconds(seconds))
+
+    def inbound_answer_buckets(self, kind: str) -> list[tuple[float, float]]:
+        """``smsgw_inbound_answer_seconds`` of ``kind`` over every provider: (upper bound,
+        cumulative count) per bucket, ``+Inf`` last (for :func:`bucket_quantile`)."""
+        counts: dict[float, float] = {}
+        for family in self._inbound_answer.collect():
+            for sample in family.samples:
+                if sample.name.endswith("_bucket") and sample.labels.get("kind") == kind:
+                    bound = float(sample.labels["le"])
+                    counts[bound] = counts.get(bound, 0.0) + sample.value
+        return sorted(counts.items())
 
     def receipt_orphaned(self, provider: str) -> None:
         self._orphaned.labels(provider).inc()

@@ -13,6 +13,9 @@ from :data:`SUBMITTERS` concurrent clients) while the gateway sends them, and re
   the submit_sm_resp arrives), from the gateway's own event history, over a sample of messages.
   Under full load every message is accepted at once, so this includes the wait in the queue; a
   separate run at a light steady rate (``--light-rate``) gives the pipeline's own latency;
+- how long the SMSC waited for the answers to its receipts, p50/p99, from the gateway's
+  ``smsgw_inbound_answer_seconds`` (bucket bounds: "at most"). With the SMSC's window of
+  unanswered receipts per connection, this caps the receipts it can send (docs/operations.md);
 - CPU seconds per 1,000 messages (``resource.getrusage``: this process, all threads, i.e. the
   gateway and its SQLite worker threads; not the simulator), and of that the Trio thread's own
   share (``time.thread_time``; the rest is the SQLite worker threads), and the peak RSS of this
@@ -154,6 +157,10 @@ class RunResult:
     failed: int
     #: The run hit its time limit before every message was receipted (figures are partial).
     timed_out: bool
+    #: Seconds the SMSC waited for the answers to its receipts, p50 and p99: the upper bounds
+    #: of their ``smsgw_inbound_answer_seconds`` buckets ("at most"); NaN without receipts.
+    receipt_answer_p50: float = math.nan
+    receipt_answer_p99: float = math.nan
 
 
 @attrs.define
@@ -259,6 +266,7 @@ async def one_run(
     from smsgw.config import parse_config
     from smsgw.gateway import Gateway
     from smsgw.messages import Accepted, SubmitRequest
+    from smsgw.metrics import bucket_quantile
 
     bar = Progress(label, count) if progress else None
     request = SubmitRequest(to="46700000000", source="bench", text=TEXT, receipt=receipts)
@@ -330,6 +338,7 @@ async def one_run(
                 else submitted / elapsed
             )
             latencies = await _latencies(gateway, ids)
+            answers = gateway.metrics.inbound_answer_buckets("receipt")
             with trio.move_on_after(30):
                 await gateway.drain(5.0)
             nursery.cancel_scope.cancel()
@@ -348,6 +357,8 @@ async def one_run(
         peer_cpu_per_1000=peer_cpu / max(1, submitted) * 1000,
         failed=failed,
         timed_out=timed_out,
+        receipt_answer_p50=bucket_quantile(answers, 0.50),
+        receipt_answer_p99=bucket_quantile(answers, 0.99),
     )
 
 
@@ -584,6 +595,15 @@ def report(args: argparse.Namespace, results: BenchResults) -> None:
             "latency accepted -> submit_sm_resp p99, full load",
             _ms(median_of(main, lambda r: r.p99)),
             " ".join(_ms(r.p99) for r in main),
+            "",
+        ),
+        (
+            "receipts answered within, p50 / p99, full load",
+            f"{_ms(median_of(main, lambda r: r.receipt_answer_p50))} / "
+            f"{_ms(median_of(main, lambda r: r.receipt_answer_p99))}",
+            " ".join(
+                f"{_ms(r.receipt_answer_p50)}/{_ms(r.receipt_answer_p99)}" for r in main
+            ),
             "",
         ),
         (

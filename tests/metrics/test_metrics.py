@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -13,7 +14,13 @@ from prometheus_client.samples import Sample
 
 from smpp_codec import CommandStatus
 from smsgw.config import parse_config
-from smsgw.metrics import Metrics, command_status_label, metrics_app, serve_metrics
+from smsgw.metrics import (
+    Metrics,
+    bucket_quantile,
+    command_status_label,
+    metrics_app,
+    serve_metrics,
+)
 from smsgw.model import MessageStatus, NewNotification, NotificationKind
 from smsgw.pool import RecentCounts
 from smsgw.providers import ProviderHealth
@@ -131,6 +138,21 @@ def test_names_follow_the_conventions_and_labels_are_bounded() -> None:
         s.labels["command_status"] for s in samples(m) if s.name == "smsgw_submit_results_total"
     }
     assert statuses == {"ESME_ROK", "other"}
+
+
+def test_bucket_quantile_is_the_bound_of_the_bucket_holding_it() -> None:
+    m = Metrics(["alpha", "beta"], process=False)
+    assert math.isnan(bucket_quantile(m.inbound_answer_buckets("receipt"), 0.5))
+    for seconds in (0.002, 0.003, 0.004, 0.2):
+        m.inbound_answered("alpha", "receipt", seconds)
+    m.inbound_answered("beta", "receipt", 0.02)
+    m.inbound_answered("beta", "mo", 9.0)  # another kind: not counted
+    buckets = m.inbound_answer_buckets("receipt")
+    assert buckets[-1] == (math.inf, 5.0)  # both providers
+    assert bucket_quantile(buckets, 0.5) == 0.005
+    assert bucket_quantile(buckets, 0.8) == 0.025
+    assert bucket_quantile(buckets, 0.99) == 0.25
+    assert bucket_quantile([(1.0, 0.0), (math.inf, 2.0)], 0.99) == math.inf
 
 
 def test_bad_values_are_refused() -> None:

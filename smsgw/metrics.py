@@ -462,6 +462,7 @@ class Metrics:
         # the API counts every request.
         self._api_counted: dict[tuple[str, str, int], Any] = {}
         self._api_timed: dict[str, Any] = {}
+        self._answer_timed: dict[tuple[str, str], Any] = {}  # every receipt is timed too
         if process:
             ProcessCollector(registry=r)
         self._sources = _Sources()
@@ -506,9 +507,12 @@ class Metrics:
     def inbound_answered(self, provider: str, kind: str, seconds: float) -> None:
         """The gateway answered an SMSC's inbound PDU ``seconds`` after it came (``kind``: one
         of :data:`INBOUND_KINDS`)."""
-        if kind not in INBOUND_KINDS:
-            raise ValueError(f"inbound kind must be one of {INBOUND_KINDS}, got {kind!r}")
-        self._inbound_answer.labels(provider, kind).observe(_check_seconds(seconds))
+        timer = self._answer_timed.get((provider, kind))
+        if timer is None:
+            if kind not in INBOUND_KINDS:
+                raise ValueError(f"inbound kind must be one of {INBOUND_KINDS}, got {kind!r}")
+            timer = self._answer_timed[provider, kind] = self._inbound_answer.labels(provider, kind)
+        timer.observe(_check_seconds(seconds))
 
     def inbound_answer_buckets(self, kind: str) -> list[tuple[float, float]]:
         """``smsgw_inbound_answer_seconds`` of ``kind`` over every provider: (upper bound,

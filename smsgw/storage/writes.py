@@ -94,6 +94,14 @@ def _insert_notifications(db: sqlite3.Connection, notifications: Sequence[NewNot
         db.executemany(_INSERT_NOTIFICATION, [_notification_params(n) for n in notifications])
 
 
+def _inserted(
+    db: sqlite3.Connection, sql: str, payloads: Sequence[Sequence[tuple[Any, ...]]]
+) -> list[tuple[int, ...]]:
+    """Insert each request's rows with ``sql`` (``... RETURNING seq``); each request's outcome
+    is its rows' ``seq``, in order."""
+    return [tuple(int(db.execute(sql, row).fetchone()[0]) for row in rows) for rows in payloads]
+
+
 # --- create_messages --------------------------------------------------------------------------
 
 
@@ -402,18 +410,11 @@ def _park_receipts(
     db: sqlite3.Connection, payloads: Sequence[Sequence[tuple[str, bytes, float]]]
 ) -> list[tuple[int, ...]]:
     """Each request's receipts (provider, encoded PDU, time); its outcome is their rows."""
-    out = []
-    for receipts in payloads:
-        seqs = []
-        for provider, pdu, at in receipts:
-            (seq,) = db.execute(
-                "INSERT INTO parked_receipts (provider, pdu, parked_at) VALUES (?, ?, ?)"
-                " RETURNING seq",
-                (provider, pdu, at),
-            ).fetchone()
-            seqs.append(int(seq))
-        out.append(tuple(seqs))
-    return out
+    return _inserted(
+        db,
+        "INSERT INTO parked_receipts (provider, pdu, parked_at) VALUES (?, ?, ?) RETURNING seq",
+        payloads,
+    )
 
 
 def _unpark_receipts(db: sqlite3.Connection, payloads: Sequence[Sequence[int]]) -> list[None]:
@@ -466,20 +467,16 @@ def _store_inbound_parts(
     db: sqlite3.Connection, payloads: Sequence[Sequence[InboundPart]]
 ) -> list[tuple[int, ...]]:
     """Each request's parts; its outcome is their row numbers (``seq``), in order."""
-    out = []
-    for parts in payloads:
-        seqs = []
-        for p in parts:
-            (seq,) = db.execute(
-                "INSERT INTO inbound_parts (provider, source, destination, reference, total,"
-                " number, payload, data_coding, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " RETURNING seq",
-                (p.provider, p.source, p.destination, p.reference, p.total, p.number, p.payload,
-                 p.data_coding, p.received_at),
-            ).fetchone()  # fmt: skip
-            seqs.append(int(seq))
-        out.append(tuple(seqs))
-    return out
+    return _inserted(
+        db,
+        "INSERT INTO inbound_parts (provider, source, destination, reference, total, number,"
+        " payload, data_coding, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        [
+            [(p.provider, p.source, p.destination, p.reference, p.total, p.number, p.payload,
+              p.data_coding, p.received_at) for p in parts]
+            for parts in payloads
+        ],
+    )  # fmt: skip
 
 
 STORE_INBOUND_PARTS = OpKind("store_inbound_parts", 4, _store_inbound_parts)

@@ -1,14 +1,18 @@
 """The MO handler on a real store, without sockets: the parts of multipart MOs stored before a
 restart (:meth:`MoHandler.recover`), a whole message whose storing fails, tried again with its
-parts kept, and a part the SMSC sends again after its message was stored."""
+parts kept, and a part the SMSC sends again after its message was stored; and a property over
+parts in any order, sent again, across restarts."""
 
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
 
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from smpp_codec import Pdu
 from smpp_codec.constants import CommandStatus, EsmClass
@@ -128,3 +132,98 @@ async def test_a_part_sent_again_after_its_message_was_stored_is_dropped(tmp_pat
             assert mo.pending == 1 and counters.mo_duplicate_parts == 1
         (message,) = (await store.list_inbound()).items
         assert (message.text, message.parts) == ("hello world", 2)
+
+
+# --- a property: parts in any order, sent again, across restarts ----------------------------
+
+
+@st.composite
+def _traffic(draw: st.DrawFn) -> tuple[list[list[bytes]], list[tuple[str, int, int]]]:
+    """Messages (their parts' payloads), and what happens: ("part", message, number-1) in any
+    order, some parts sent again, and ("restart", 0, 0) anywhere."""
+    messages = [
+        [draw(st.binary(min_size=1, max_size=6)) for _ in range(draw(st.integers(2, 3)))]
+        for _ in range(draw(st.integers(1, 3)))
+    ]
+    parts = [("part", i, j) for i, payloads in enumerate(messages) for j in range(len(payloads))]
+    again = draw(st.lists(st.sampled_from(parts), max_size=3))
+    events = draw(st.permutations(parts + again))
+    for _ in range(draw(st.integers(0, 2))):
+        events.insert(draw(st.integers(0, len(events))), ("restart", 0, 0))
+    return messages, events
+
+
+def _expected(
+    messages: list[list[bytes]], events: list[tuple[str, int, int]]
+) -> tuple[list[bytes], int]:
+    """What the handler should have stored (the joined payloads of whole messages, in any
+    order) and how many part rows should still wait, by the rules of smsgw/mo.py: a copy of a
+    part of a message already stored is dropped if no restart came between, else it starts a
+    message of its own."""
+    stored: list[bytes] = []
+    pending: dict[int, dict[int, bytes]] = {}
+    rows: dict[int, int] = {}  # stored part rows of each pending message
+    recent: set[tuple[int, int]] = set()  # parts of messages stored in this process
+    for kind, i, j in events:
+        if kind == "restart":
+            recent = set()
+            continue
+        if i not in pending and (i, j) in recent:
+            continue  # recognised and dropped
+        collected = pending.setdefault(i, {})
+        collected.setdefault(j, messages[i][j])
+        rows[i] = rows.get(i, 0) + 1
+        if len(collected) == len(messages[i]):
+            stored.append(b"".join(collected[n] for n in range(len(messages[i]))))
+            recent |= {(i, n) for n in collected}
+            del pending[i], rows[i]
+    return stored, sum(rows.values())
+
+
+def _pdu_of(i: int, j: int, total: int, payload: bytes) -> DeliverSm:
+    return DeliverSm(
+        sequence_number=1,
+        source_addr="4915112345",
+        destination_addr="12345",
+        esm_class=EsmClass.UDHI,
+        data_coding=4,  # binary: the payloads are any bytes
+        short_message=bytes([5, 0, 3, i + 1, total, j + 1]) + payload,
+    )
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(traffic=_traffic())
+async def test_every_message_is_stored_once_whatever_the_order_copies_and_restarts(
+    traffic: tuple[list[list[bytes]], list[tuple[str, int, int]]],
+) -> None:
+    messages, events = traffic
+    answered: list[int] = []
+
+    async def answer(_inbound: Inbound, response: Pdu) -> bool:
+        answered.append(response.command_status)
+        return True
+
+    with tempfile.TemporaryDirectory() as tmp, trio.fail_after(30):
+        path = Path(tmp) / "s.sqlite3"
+        segments: list[list[tuple[str, int, int]]] = [[]]
+        for event in events:
+            if event[0] == "restart":
+                segments.append([])
+            else:
+                segments[-1].append(event)
+        for segment in segments:  # each a process: its store opened, its parts recovered
+            async with open_store(path, synchronous="OFF") as store:
+                mo = MoHandler(
+                    store=store, counters=Counters(), notifier=Notifier(), clock=time.time
+                )
+                await mo.recover()
+                for _kind, i, j in segment:
+                    pdu = _pdu_of(i, j, len(messages[i]), messages[i][j])
+                    await mo.handle(
+                        "a", Inbound(pdu, received_at=0.0, deadline=30.0, answerer=answer)
+                    )
+                stored = [m.payload for m in (await store.list_inbound(limit=1000)).items]
+                left = len(await store.inbound_parts())
+    expected, waiting = _expected(messages, events)
+    assert sorted(stored) == sorted(expected) and left == waiting
+    assert answered == [int(CommandStatus.ESME_ROK)] * (len(events) - len(segments) + 1)

@@ -1,15 +1,19 @@
 """Receipts that overtook their submit_sm_resp are stored before the SMSC is answered
 (``parked_receipts``), so a restart loses none: recorded once their mapping comes (their row
 deleted in that transaction), matched again after a restart, and their row deleted when they end
-as orphans. A real store on a SQLite file; real ``deliver_sm`` PDUs, answered through the
+as orphans; a property over receipts before and after their mappings, sent again, across
+restarts. A real store on a SQLite file; real ``deliver_sm`` PDUs, answered through the
 client's :class:`Inbound`."""
 
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import trio
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from smpp_codec.constants import CommandStatus
 from smpp_codec.message_id import MessageIdFormat
@@ -121,3 +125,57 @@ async def test_a_receipt_that_cannot_be_parked_is_asked_again(tmp_path: Path) ->
             blocker.close()
         assert answers.statuses == {"1001": RETRY_LATER}
         assert dlr.parked() == 0 and await store.parked_receipts() == []
+
+
+# --- a property: receipts before and after their mappings, sent again, across restarts ------
+
+
+@st.composite
+def _events(draw: st.DrawFn) -> list[tuple[str, int]]:
+    """For messages 0..n-1: ("receipt", i) once or more, ("mapping", i) once, ("restart", 0)
+    anywhere, in any order."""
+    count = draw(st.integers(1, 4))
+    receipts = [("receipt", i) for i in range(count)]
+    again = draw(st.lists(st.sampled_from(receipts), max_size=3))
+    events = draw(st.permutations(receipts + again + [("mapping", i) for i in range(count)]))
+    for _ in range(draw(st.integers(0, 2))):
+        events.insert(draw(st.integers(0, len(events))), ("restart", 0))
+    return events
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=_events())
+async def test_every_receipt_is_recorded_whatever_the_order_copies_and_restarts(
+    events: list[tuple[str, int]],
+) -> None:
+    count = 1 + max(i for _, i in events)
+    segments: list[list[tuple[str, int]]] = [[]]
+    for event in events:
+        if event[0] == "restart":
+            segments.append([])
+        else:
+            segments[-1].append(event)
+    answers = Answers()
+    with tempfile.TemporaryDirectory() as tmp, trio.fail_after(30):
+        path = Path(tmp) / "g.sqlite3"
+        async with open_store(path, synchronous="OFF") as store:
+            for i in range(count):
+                await _message(store, f"m{i}")
+        for segment in segments:  # each a process: its store opened, its parked ones matched
+            async with open_store(path, synchronous="OFF") as store:
+                dlr = handler(store, Counters())
+                await dlr.recover()
+                for kind, i in segment:
+                    smsc_id = str(1000 + i)
+                    if kind == "receipt":
+                        await dlr.handle_many([("p", answers.inbound(smsc_id))])
+                        continue
+                    # The submit_sm_resp: its mapping handed over, committed, parked released.
+                    released = dlr.expect("p", smsc_id, MessageIdFormat.AUTO, PartRef(f"m{i}", 1))
+                    await store.map_smsc_ids([SmscIdMapping("p", smsc_id, f"m{i}", 1)])
+                    await dlr.apply_parked(released)
+                statuses = [await _status(store, f"m{i}") for i in range(count)]
+                left = await store.parked_receipts()
+    assert statuses == [MessageStatus.DELIVERED] * count  # none lost
+    assert left == []  # and nothing kept for nothing
+    assert set(answers.statuses.values()) == {OK}

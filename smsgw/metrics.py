@@ -413,6 +413,12 @@ class Metrics:
             buckets=INBOUND_ANSWER_BUCKETS,
             registry=r,
         )
+        self._inbound = Counter(
+            "smsgw_inbound_messages",
+            "Inbound messages (MO) stored, by provider and whether every part came",
+            ["provider", "complete"],
+            registry=r,
+        )
         self._orphaned = Counter(
             "smsgw_receipts_orphaned",
             "Delivery receipts matching no message (after the early-receipt park)",
@@ -475,6 +481,8 @@ class Metrics:
         self._reconnects.labels(provider)
         for kind in INBOUND_KINDS:
             self._inbound_answer.labels(provider, kind)
+        for complete in ("true", "false"):
+            self._inbound.labels(provider, complete)
         self._orphaned.labels(provider)
         for event in RELAY_EVENTS:
             self._relayed.labels(provider, event)
@@ -513,6 +521,10 @@ class Metrics:
                 raise ValueError(f"inbound kind must be one of {INBOUND_KINDS}, got {kind!r}")
             timer = self._answer_timed[provider, kind] = self._inbound_answer.labels(provider, kind)
         timer.observe(_check_seconds(seconds))
+
+    def inbound_stored(self, provider: str, complete: bool) -> None:
+        """An inbound message was stored (``complete`` False: parts were missing)."""
+        self._inbound.labels(provider, "true" if complete else "false").inc()
 
     def inbound_answer_buckets(self, kind: str) -> list[tuple[float, float]]:
         """``smsgw_inbound_answer_seconds`` of ``kind`` over every provider: (upper bound,

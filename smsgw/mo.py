@@ -300,6 +300,7 @@ class MoHandler:
             )
             return False
         self._counters.mo_received += 1
+        self._metrics.inbound_stored(message.provider, message.complete)
         if notifications:
             self._webhooks_due()
         return True

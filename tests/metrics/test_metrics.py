@@ -86,6 +86,9 @@ def test_counters_and_histograms_after_driving_the_methods() -> None:
     m.inbound_answered("alpha", "receipt", 0.003)
     m.inbound_answered("alpha", "receipt", 0.2)
     m.inbound_answered("beta", "mo", 0.004)
+    m.inbound_stored("beta", True)
+    m.inbound_stored("beta", False)
+    m.inbound_stored("beta", True)
     m.receipt_orphaned("beta")
     m.webhook_result(True)
     m.webhook_result(False)
@@ -118,6 +121,9 @@ def test_counters_and_histograms_after_driving_the_methods() -> None:
     assert value(m, "smsgw_inbound_answer_seconds_bucket", le="0.005", **receipts) == 1
     assert value(m, "smsgw_inbound_answer_seconds_count", provider="beta", kind="mo") == 1
     assert value(m, "smsgw_inbound_answer_seconds_count", provider="beta", kind="receipt") == 0
+    assert value(m, "smsgw_inbound_messages_total", provider="beta", complete="true") == 2
+    assert value(m, "smsgw_inbound_messages_total", provider="beta", complete="false") == 1
+    assert value(m, "smsgw_inbound_messages_total", provider="alpha", complete="false") == 0
     assert value(m, "smsgw_receipts_orphaned_total", provider="beta") == 1
     assert value(m, "smsgw_webhook_deliveries_total") == 1
     assert value(m, "smsgw_webhook_failures_total") == 2

@@ -143,6 +143,7 @@ async def test_traffic_moves_the_counters_histograms_and_gauges(
     # Each receipt and the MO was answered once, after it was stored.
     assert value(after, "smsgw_inbound_answer_seconds_count", provider="a", kind="receipt") == 4
     assert value(after, "smsgw_inbound_answer_seconds_count", provider="a", kind="mo") == 1
+    assert value(after, "smsgw_inbound_messages_total", provider="a", complete="true") == 1
     # The queue and DLQ gauges are read at scrape time: the failed message is dead-lettered.
     assert value(after, "smsgw_dead_letters") == 1
     assert value(after, "smsgw_queue_messages", state="dead") == 1

@@ -82,25 +82,8 @@ async def test_an_incomplete_multipart_mo_is_stored_when_its_time_is_up(
         await gateway.reload(short)
     with trio.fail_after(10):  # well below the default 20 s
         await wait_until(lambda: gateway.providers.healthy("a"), what="a bound")
-        # Part 1 of 2 only (send_mo sends whole messages): the simulator's connection is given
-        # one deliver_sm with a UDH8 concatenation header.
-        connection = sim.sim._receiver(None)
-        waiter = MoWaiter(1)
-        header = bytes([5, 0, 3, 42, 2, 1])
-        connection.queue_mo(
-            [
-                DeliverSm(
-                    sequence_number=0,
-                    source_addr="4915112345",
-                    destination_addr="12345",
-                    esm_class=EsmClass.UDHI,
-                    short_message=header + b"first half",
-                )
-            ],
-            waiter,
-        )
-        await waiter.done.wait()
-        assert waiter.statuses == [0]  # answered once the part was stored
+        # Part 1 of 2 only (send_mo sends whole messages), answered once it was stored.
+        assert await _deliver(sim, _udh8_part(1, b"first half")) == [0]
         await wait_until(lambda: gateway.stats().mo_incomplete == 1, what="stored incomplete")
         page = await gateway.store.list_inbound()
         assert await gateway.store.inbound_parts() == []  # deleted with the message's storing

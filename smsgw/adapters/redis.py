@@ -19,7 +19,6 @@ Failure policy, chosen so callers can reason about it:
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -35,6 +34,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 
+from smsgw.adapters.lua import LuaScript
 from smsgw.queue.base import QueueError, QueueUnavailable
 
 T = TypeVar("T")
@@ -62,19 +62,6 @@ _CONFIG_ERRORS: tuple[type[BaseException], ...] = (
     redis.exceptions.AuthorizationError,
     redis.exceptions.NoPermissionError,
 )
-
-
-@attrs.frozen
-class LuaScript:
-    """A Lua script, known to Redis by its SHA1 once loaded."""
-
-    name: str
-    source: str
-    sha: str = attrs.field(init=False)
-
-    @sha.default
-    def _sha(self) -> str:
-        return hashlib.sha1(self.source.encode()).hexdigest()
 
 
 @attrs.frozen

@@ -142,8 +142,9 @@ class Connection:
         """Something to deliver (a receipt is due, an MO was queued)."""
         self._deliver_wake.set()
 
-    def queue_mo(self, pdus: Sequence[DeliverSm], waiter: MoWaiter) -> None:
-        self._private.extend(MoPart(pdu, waiter, i) for i, pdu in enumerate(pdus))
+    def queue_mo(self, pdus: Sequence[DeliverSm], waiter: MoWaiter, *, first: int = 0) -> None:
+        """Deliver ``pdus``, parts ``first``, ``first + 1``, ... of ``waiter``'s MO."""
+        self._private.extend(MoPart(pdu, waiter, first + i) for i, pdu in enumerate(pdus))
         self._deliver_wake.set()
 
     def send_later(self, data: bytes, due: float, submission: bool) -> None:

@@ -125,7 +125,7 @@ class ControlApi:
 
     async def _mo(self, fields: dict[str, Any]) -> dict[str, Any]:
         known = {"source_addr", "destination_addr", "text", "encoding", "multipart_mode",
-                 "system_id", "timeout"}
+                 "system_id", "timeout", "spread"}
         unknown = set(fields) - known
         missing = {"source_addr", "destination_addr", "text"} - set(fields)
         if unknown or missing:
@@ -142,12 +142,19 @@ class ControlApi:
                 multipart_mode=fields.get("multipart_mode", "udh8"),
                 system_id=fields.get("system_id"),
                 timeout=float(fields.get("timeout", 10.0)),
+                spread=_flag(fields.get("spread", False)),
             )
         except NoReceiverError as exc:
             raise HttpError(409, str(exc)) from None
         except (ConfigError, TextError, ValueError, TypeError) as exc:
             raise HttpError(400, str(exc)) from None
         return {"system_id": result.system_id, "statuses": list(result.statuses), "ok": result.ok}
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"spread: expected true or false, got {value!r}")
+    return value
 
 
 def _allow(method: str, *allowed: str) -> None:

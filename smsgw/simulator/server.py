@@ -115,11 +115,14 @@ class Simulator:
         source_addr_npi: int = 1,
         dest_addr_ton: int = 0,
         dest_addr_npi: int = 0,
+        spread: bool = False,
     ) -> MoResult:
         """Send a mobile-originated message to a bound receiver/transceiver: the first one
         bound, or the first of ``system_id``. Long text is split as ``multipart_mode`` says
         (UDH 8/16-bit, SAR TLVs, or one message_payload); ``encoding`` None picks GSM 7-bit or
-        UCS-2; ``text`` as bytes is sent as binary data.
+        UCS-2; ``text`` as bytes is sent as binary data. ``spread`` sends each part on the next
+        receiver of that ``system_id`` in turn, as SMSCs that balance per PDU do (else all go on
+        the one receiver).
 
         Returns when every part was answered, or after ``timeout`` seconds with None for the
         parts that were not (those not sent by then never are). Raises
@@ -141,7 +144,14 @@ class Simulator:
             dest_addr_npi=dest_addr_npi,
         )
         waiter = MoWaiter(len(pdus))
-        connection.queue_mo(pdus, waiter)
+        if spread:
+            receivers = [
+                c for c in self._bound if c.receives and c.system_id == connection.system_id
+            ]
+            for i, pdu in enumerate(pdus):
+                receivers[i % len(receivers)].queue_mo([pdu], waiter, first=i)
+        else:
+            connection.queue_mo(pdus, waiter)
         with trio.move_on_after(timeout):
             await waiter.done.wait()
         waiter.abandoned = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import trio
@@ -119,3 +120,22 @@ async def test_an_mo_is_sent_through_the_api(nursery):
             "multipart_mode": "udh16", "system_id": "esme"})
     assert status == 200
     assert body == {"system_id": "esme", "statuses": [0, 0], "ok": True}
+
+
+async def test_an_mo_spread_over_receivers_and_a_bad_spread_value(nursery):
+    run, port = await start(nursery)
+    first, second = await run.bound(), await run.bound()
+    status, body = await http(port, "POST", "/mo", {
+        "source_addr": "1", "destination_addr": "2", "text": "hi", "spread": "yes"})
+    assert status == 400 and "spread" in body["error"]
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(partial(ack_one, first))
+        inner.start_soon(partial(ack_one, second))
+        status, body = await http(port, "POST", "/mo", {
+            "source_addr": "1", "destination_addr": "2", "text": "ж" * 100, "spread": True})
+    assert status == 200 and body["statuses"] == [0, 0]
+
+
+async def ack_one(esme) -> None:
+    await esme.ack(await esme.deliver())

@@ -191,3 +191,31 @@ async def test_a_text_that_does_not_fit_its_encoding_is_refused(nursery):
     await run.bound()
     with pytest.raises(TextError):
         await run.sim.send_mo(source_addr="1", destination_addr="2", text="ω", encoding="gsm7")
+
+
+async def test_spread_sends_the_parts_round_the_receivers_of_the_account(nursery):
+    run = await serve(nursery)
+    first, second = await run.bound(), await run.bound()
+    other = await run.bound(system_id="other")  # another account: none of its parts
+    text = "abc " * 100  # GSM 7-bit: 3 parts
+    got: dict[str, list[DeliverSm]] = {}
+
+    async def take(name: str, esme: RawEsme, count: int) -> None:
+        got[name] = await collect(esme, count)
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(take, "first", first, 2)
+        inner.start_soon(take, "second", second, 1)
+        result = await run.sim.send_mo(source_addr="1", destination_addr="2", text=text,
+                                       spread=True)
+    assert result.ok and result.statuses == (0, 0, 0)
+    numbers = {
+        name: [concat_info(p.short_message, p.esm_class, p.optional_parameters).number
+               for p in pdus]
+        for name, pdus in got.items()
+    }
+    assert numbers == {"first": [1, 3], "second": [2]}
+    assert reassemble(got["first"][:1] + got["second"] + got["first"][1:]) == text
+    with trio.move_on_after(0.2):
+        await other.deliver()
+        raise AssertionError("a part went to another account")

@@ -75,6 +75,7 @@ from smsgw.supervise import Supervisor
 from smsgw.webhooks import WebhookDeliverer
 
 if TYPE_CHECKING:
+    from smsgw.mo_shared import SharedParts
     from smsgw.receipt_relay import ReceiptRelay
     from smsgw.sharing import SharedLimits
 
@@ -182,6 +183,7 @@ class Gateway:
             async with (
                 self._open_queue(config) as queue,
                 self._open_relay(config) as relay,
+                self._open_mo_parts(config) as mo_parts,
                 self._open_sharing(config) as shared,
                 open_store(
                     config.database_path,
@@ -190,7 +192,7 @@ class Gateway:
                     clock=self._clock,
                 ) as store,
             ):
-                await self._serve(config, queue, store, relay, shared, task_status)
+                await self._serve(config, queue, store, relay, mo_parts, shared, task_status)
         finally:
             self._accepting = False
             self._queue = self._store = self._manager = self._processor = None
@@ -235,6 +237,20 @@ class Gateway:
             )
 
     @asynccontextmanager
+    async def _open_mo_parts(self, config: GatewayConfig) -> AsyncIterator[SharedParts | None]:
+        """The parts of multipart MOs, collected in Redis for every instance of a Redis queue
+        (its own connections); None with the embedded queue (collected in the database)."""
+        redis_config = config.queue.redis
+        if config.queue.backend is not QueueBackend.REDIS or redis_config is None:
+            yield None
+            return
+        from smsgw.adapters.redis import open_redis
+        from smsgw.mo_shared import SharedParts
+
+        async with open_redis(redis_config.url, max_connections=4) as client:
+            yield SharedParts(client, redis_config.prefix, config.gateway.resolved_instance_id())
+
+    @asynccontextmanager
     async def _open_sharing(self, config: GatewayConfig) -> AsyncIterator[SharedLimits | None]:
         """This instance's share of the providers' limits among the instances of a Redis
         queue (its own connection); None with the embedded queue or ``share_limits`` off."""
@@ -268,6 +284,7 @@ class Gateway:
         queue: Queue,
         store: Store,
         relay: ReceiptRelay | None,
+        mo_parts: SharedParts | None,
         shared: SharedLimits | None,
         task_status: trio.TaskStatus[Gateway],
     ) -> None:
@@ -296,6 +313,7 @@ class Gateway:
             max_pending=config.inbound.max_pending,
             webhooks_due=self._webhooks_due,
             metrics=self.metrics,
+            shared=mo_parts,
         )
         processor = Processor(
             settings=self._settings,

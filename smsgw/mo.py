@@ -25,6 +25,14 @@ stores the message.
   (ESME_RX_T_APPN): the SMSC delivers it again. A whole message made of stored parts that fails
   to be stored is tried again every second (its parts stay stored).
 
+With a Redis queue (``shared``: :class:`smsgw.mo_shared.SharedParts`), a part is kept in
+Redis instead of the database and answered once Redis has it (ESME_RX_T_APPN if Redis cannot
+take it), so that the instances of one queue put together the parts each of them received. The
+instance whose part completes a message claims it there and stores it; :meth:`run_expiry`
+sweeps Redis every second for the messages timed out, beyond ``max_pending``, or claimed by an
+instance that died, and at start takes back this instance's claims and moves the database's
+parts to Redis. See :mod:`smsgw.mo_shared`.
+
 Text is decoded by ``data_coding`` (:func:`smpp_codec.text.decode`; a multipart message by its
 first part's); a binary or undecodable payload is stored with ``text`` None. An SMSC that
 delivers again a message whose answer was lost makes a duplicate row: the MO has no id to
@@ -48,9 +56,11 @@ from smpp_codec.text import decode as decode_text
 from smsgw.dlr import Notifier
 from smsgw.messages import Counters, new_message_id
 from smsgw.metrics import Metrics
+from smsgw.mo_shared import SWEEP_LIMIT, Added, Claim, SharedParts
 from smsgw.model import InboundPart, NewInbound
+from smsgw.queue.base import QueueError
 from smsgw.smpp.inbound import Inbound
-from smsgw.storage import Store, StoreError
+from smsgw.storage import DuplicateId, Store, StoreError
 
 __all__ = ["MoHandler"]
 
@@ -114,8 +124,11 @@ class MoHandler:
         max_pending: int = 4096,
         webhooks_due: Callable[[], None] = lambda: None,
         metrics: Metrics | None = None,
+        shared: SharedParts | None = None,
     ) -> None:
         self._store = store
+        #: With a Redis queue: the parts are collected in Redis, for every instance (below).
+        self._shared = shared
         self._metrics = metrics if metrics is not None else Metrics(process=False)
         self._counters = counters
         self._notifier = notifier
@@ -133,6 +146,10 @@ class MoHandler:
         #: of starting a message of its own. Bounded: :data:`RECENT_PARTS`.
         self._recent: OrderedDict[tuple[Hashable, int], bytes] = OrderedDict()
         self._wake = trio.Event()
+        #: Shared parts: messages claimed here whose storing failed, or whose ``done`` did;
+        #: tried again by run_expiry.
+        self._unstored_claims: list[Claim] = []
+        self._undone: list[Claim] = []
 
     @property
     def pending(self) -> int:
@@ -173,6 +190,9 @@ class MoHandler:
             data_coding=pdu.data_coding,
             received_at=self._clock(),
         )
+        if self._shared is not None:
+            await self._handle_shared(self._shared, inbound, part)
+            return
         try:
             stored = await self._store.store_inbound_part(part)
         except StoreError as exc:
@@ -187,6 +207,60 @@ class MoHandler:
             return
         await self._reply(provider, inbound, 0)
         await self._add(stored)
+
+    async def _handle_shared(
+        self, shared: SharedParts, inbound: Inbound, part: InboundPart
+    ) -> None:
+        """Keep a part in Redis, then answer it; store its message if it completed it."""
+        try:
+            added = await shared.add(part)
+        except QueueError as exc:
+            self._counters.mo_store_failures += 1
+            log.warning(
+                "part of an inbound message from %s not kept in Redis, the SMSC will send it"
+                " again: %s",
+                part.provider,
+                exc,
+                extra={"provider": part.provider},
+            )
+            await self._reply(part.provider, inbound, RETRY_LATER)
+            return
+        # BUSY: an instance is storing its message now; a different part of the same key (a
+        # reference used again this soon) is asked for again, and is then the start of a new
+        # message.
+        await self._reply(part.provider, inbound, RETRY_LATER if added is Added.BUSY else 0)
+        if added is Added.DUPLICATE:
+            self._counters.mo_duplicate_parts += 1
+        elif isinstance(added, Claim):
+            await self._store_claim(shared, added)
+
+    async def _store_claim(self, shared: SharedParts, claim: Claim) -> None:
+        """Store a message claimed in Redis, then let Redis delete its parts. Either step that
+        fails is tried again by :meth:`run_expiry`; a crash in between leaves the claim in
+        Redis, taken again at start (or after ``CLAIM_TIMEOUT`` by any instance)."""
+        message = self._message(
+            claim.key[:3],
+            claim.payload,
+            claim.data_coding,
+            len(claim.parts),
+            complete=claim.complete,
+            message_id=claim.id,
+        )
+        if not await self._save(message, (), then="trying again (its parts are kept in Redis)"):
+            self._unstored_claims.append(claim)
+            return
+        if not claim.complete:
+            self._counters.mo_incomplete += 1
+        await self._done(shared, claim)
+
+    async def _done(self, shared: SharedParts, claim: Claim) -> None:
+        try:
+            await shared.done(claim)
+        except QueueError as exc:
+            log.warning(
+                "inbound message %s stored, its parts not deleted from Redis: %s", claim.id, exc
+            )
+            self._undone.append(claim)
 
     async def _store_message(
         self, provider: str, pdu: DeliverSm | DataSm, inbound: Inbound, payload: bytes
@@ -208,7 +282,13 @@ class MoHandler:
     async def recover(self) -> None:
         """Give the parts stored before a restart back to the reassembler (call once, at start,
         before :meth:`handle`). A message they complete is stored now; the others wait for
-        their remaining parts or their timeout, counted from their first part's arrival."""
+        their remaining parts or their timeout, counted from their first part's arrival.
+
+        With shared parts, nothing here: :meth:`run_expiry` first hands the parts stored in
+        the database (before the gateway moved to a Redis queue) over to Redis, and takes back
+        this instance's claims, so that a Redis down at start does not stop the gateway."""
+        if self._shared is not None:
+            return
         for part in await self._store.inbound_parts():
             await self._add(part)
 
@@ -268,10 +348,11 @@ class MoHandler:
         parts: int,
         *,
         complete: bool = True,
+        message_id: str | None = None,
     ) -> NewInbound:
         provider, source, destination = where
         return NewInbound(
-            id=new_message_id(),
+            id=new_message_id() if message_id is None else message_id,
             provider=provider,
             source=source,
             destination=destination,
@@ -289,6 +370,10 @@ class MoHandler:
         notifications = self._notifier.inbound(message)
         try:
             await self._store.store_inbound([message], notifications, parts_done=parts_done)
+        except DuplicateId:
+            # A message claimed in Redis again after a restart, stored here before it.
+            log.info("inbound message %s was stored already", message.id)
+            return True
         except StoreError as exc:
             self._counters.mo_store_failures += 1
             log.warning(
@@ -308,6 +393,9 @@ class MoHandler:
     async def run_expiry(self) -> None:
         """Forever: store the incomplete messages older than the timeout, and try again the
         whole ones whose storing failed (a supervised task)."""
+        if self._shared is not None:
+            await self._run_sweeps(self._shared)
+            return
         while True:
             self._wake = trio.Event()
             if self._reassembler.pending or self._unstored:
@@ -338,3 +426,64 @@ class MoHandler:
                 await self._store_whole(
                     _Whole(key, joined, len(parts), False, held.data_coding, tuple(held.seqs))
                 )
+
+    async def _run_sweeps(self, shared: SharedParts) -> None:
+        """Shared parts: every second, claim and store what is due in Redis (the messages
+        timed out or beyond ``max_pending``, claims whose instance died), and try again what
+        failed here. First, once: the database's parts go to Redis, and this instance's claims
+        left by a crash are taken back."""
+        handed_over = started = False
+        while True:
+            try:
+                if not handed_over:
+                    handed_over = await self._hand_over(shared)
+                if not started:
+                    await self._sweep(shared, mine=True)
+                    started = True
+                retry, self._unstored_claims = self._unstored_claims, []
+                for claim in retry:
+                    await self._store_claim(shared, claim)
+                undone, self._undone = self._undone, []
+                for claim in undone:
+                    await self._done(shared, claim)
+                await self._sweep(shared)
+            except (QueueError, StoreError) as exc:
+                log.warning("inbound parts in Redis: %s; trying again in 1s", exc)
+            await trio.sleep(min(1.0, self.reassembly_timeout / 4))
+
+    async def _sweep(self, shared: SharedParts, *, mine: bool = False) -> None:
+        while True:
+            claims = await shared.sweep(
+                timeout=self.reassembly_timeout,
+                max_pending=self._reassembler.max_pending,
+                mine=mine,
+            )
+            for claim in claims:
+                if not claim.complete:
+                    log.warning(
+                        "multipart inbound message from %s incomplete after %gs: storing %d"
+                        " part(s)",
+                        claim.key[0],
+                        self.reassembly_timeout,
+                        len(claim.parts),
+                        extra={"provider": claim.key[0]},
+                    )
+                await self._store_claim(shared, claim)
+            if len(claims) < SWEEP_LIMIT:
+                return
+
+    async def _hand_over(self, shared: SharedParts) -> bool:
+        """Move the parts stored in the database (by this gateway before it used a Redis queue)
+        to Redis, each part's row deleted once Redis has it. False if some are left (their
+        message is being stored by an instance: moved at a later call)."""
+        left = False
+        for part in await self._store.inbound_parts():
+            assert part.seq is not None
+            added = await shared.add(part)
+            if added is Added.BUSY:
+                left = True
+                continue
+            if isinstance(added, Claim):
+                await self._store_claim(shared, added)
+            await self._store.delete_inbound_parts([part.seq])
+        return not left

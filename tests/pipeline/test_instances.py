@@ -231,3 +231,37 @@ async def test_a_replayed_dead_letter_another_instance_gave_back_is_still_sent_a
         views = [await wait_status(again, i, S.DELIVERED) for i in ids]
     assert await again.dead_letters() == []
     assert all(part_history(v, 1)[-2:] == [S.SUBMITTED, S.DELIVERED] for v in views)
+
+
+async def test_multipart_mos_whose_parts_reach_different_instances_are_stored_whole_once(
+    redis_harness: Harness,
+) -> None:
+    """The SMSC sends each part on the next session of the account: part 1 to one instance,
+    part 2 to the other. Each message is stored once, whole, in one of them."""
+    sim = await redis_harness.simulator()
+    queue = redis_harness.backend.queue()
+    a = await redis_harness.gateway(instance(redis_harness, "a", queue, sim.port))
+    b = await redis_harness.gateway(instance(redis_harness, "b", queue, sim.port))
+    gateways = [a, b]
+    # 3 parts (the last to the session of the first) and 2 parts (the last to the other's).
+    texts = [f"message {n} " + "x" * (400 if n % 2 else 200) for n in range(20)]
+    with trio.fail_after(30):
+        await settled(gateways)
+        for n, text in enumerate(texts):
+            result = await sim.sim.send_mo(
+                source_addr=f"49176{n:05d}",
+                destination_addr="1234",
+                text=text,
+                multipart_mode=("udh8", "udh16", "sar")[n % 3],
+                spread=True,
+            )
+            assert result.ok, result
+        await wait_until(lambda: total(gateways, "mo_received") == 20, what="20 MOs stored")
+    stored = [m for g in gateways for m in (await g.store.list_inbound(limit=100)).items]
+    assert sorted(m.text for m in stored) == sorted(texts)
+    assert all(m.complete for m in stored)
+    assert sorted(m.parts for m in stored) == [2] * 10 + [3] * 10
+    assert total(gateways, "mo_incomplete") == 0
+    # Both instances stored some: each message is stored by the one that got its last part.
+    assert {m.id for m in (await a.store.list_inbound()).items}
+    assert {m.id for m in (await b.store.list_inbound()).items}

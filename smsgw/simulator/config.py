@@ -237,6 +237,12 @@ class SimulatorConfig:
     idle_timeout: float | None = attrs.field(default=None, converter=optional_seconds)
     #: Most deliver_sm (receipts and MOs) outstanding per connection.
     deliver_window: int = attrs.field(default=10, converter=positive_count)
+    #: Times each part of an MO is sent at most. A part not answered ESME_ROK (an error, no
+    #: answer within ``response_timeout``, its connection gone before it was sent or answered)
+    #: is sent again ``mo_retry_delay`` later, to a receiver of its system_id, as SMSCs do.
+    #: 1: never again.
+    mo_attempts: int = attrs.field(default=1, converter=positive_count)
+    mo_retry_delay: float = attrs.field(default=10.0, converter=seconds)
     #: Destination prefixes always answered ESME_RINVDSTADR (per destination in submit_multi).
     reject_destinations: tuple[str, ...] = attrs.field(default=(), converter=_prefixes)
     #: Most messages remembered for query_sm/cancel_sm/replace_sm (oldest forgotten first).

@@ -21,7 +21,7 @@ import heapq
 import itertools
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import attrs
@@ -77,9 +77,14 @@ class MoWaiter:
 
 @attrs.define(eq=False)
 class MoPart:
+    """Part ``index`` of an MO (``waiter``'s), for the receivers of ``system_id``."""
+
     pdu: DeliverSm
     waiter: MoWaiter
     index: int
+    system_id: str
+    #: Times it was written.
+    sends: int = 0
 
 
 @attrs.define(eq=False)
@@ -142,9 +147,9 @@ class Connection:
         """Something to deliver (a receipt is due, an MO was queued)."""
         self._deliver_wake.set()
 
-    def queue_mo(self, pdus: Sequence[DeliverSm], waiter: MoWaiter, *, first: int = 0) -> None:
-        """Deliver ``pdus``, parts ``first``, ``first + 1``, ... of ``waiter``'s MO."""
-        self._private.extend(MoPart(pdu, waiter, first + i) for i, pdu in enumerate(pdus))
+    def queue_mo(self, parts: Iterable[MoPart]) -> None:
+        """Deliver these parts of MOs, in order."""
+        self._private.extend(parts)
         self._deliver_wake.set()
 
     def send_later(self, data: bytes, due: float, submission: bool) -> None:
@@ -203,7 +208,7 @@ class Connection:
             if isinstance(job, Probe):
                 job.done.set()
             elif isinstance(job, MoPart):
-                job.waiter.complete(job.index, None)
+                self._sim.mo_unsent(job)  # to another receiver, if MOs are sent again
         self._held.clear()
 
     async def _write(self, data: bytes) -> None:
@@ -440,6 +445,7 @@ class Connection:
                         job.waiter.complete(job.index, None)
                     else:
                         batch.append(self._request(job.pdu, job, now, timeout))
+                        job.sends += 1
                         counters.mos_sent += 1
                 system_id = self.link.system_id
                 while (
@@ -494,6 +500,8 @@ class Connection:
                 counters.mos_acked += 1
             else:
                 counters.mos_failed += 1
+                if self._sim.mo_failed(token):
+                    return  # sent again later: its waiter waits for that answer
             token.waiter.complete(token.index, status)
         elif isinstance(token, Probe):
             token.status = status

@@ -24,7 +24,7 @@ from smpp_codec.segment import SplitMode
 from smpp_codec.text import Encoding
 
 from .config import SimulatorConfig
-from .connection import Connection, MoWaiter
+from .connection import Connection, MoPart, MoWaiter
 from .faults import Faults
 from .mo import MoResult, encoding_of, mo_pdus, split_mode_of
 from .receipts import ReceiptJob, ReceiptQueues, ReceiptSchedule
@@ -74,6 +74,8 @@ class Simulator:
         self._connections: set[Connection] = set()
         self._tls: ssl.SSLContext | None = None
         self._references = 0
+        #: The nursery of :meth:`serve` (MO parts waiting to be sent again sleep in it).
+        self._nursery: trio.Nursery | None = None
         #: The port it listens on, once serving.
         self.port: int | None = None
 
@@ -125,7 +127,9 @@ class Simulator:
         the one receiver).
 
         Returns when every part was answered, or after ``timeout`` seconds with None for the
-        parts that were not (those not sent by then never are). Raises
+        parts that were not (those not sent by then never are). With ``mo_attempts`` above 1
+        a part not answered ESME_ROK is sent again (:meth:`mo_failed`), and its status is the
+        last answer. Raises
         :class:`NoReceiverError` when no receiver is bound, and
         :class:`~smpp_codec.errors.TextError` when the text does not fit the encoding.
         """
@@ -144,17 +148,19 @@ class Simulator:
             dest_addr_npi=dest_addr_npi,
         )
         waiter = MoWaiter(len(pdus))
+        system_id = connection.system_id or ""
+        parts = [MoPart(pdu, waiter, i, system_id) for i, pdu in enumerate(pdus)]
         if spread:
-            receivers = [
-                c for c in self._bound if c.receives and c.system_id == connection.system_id
-            ]
-            for i, pdu in enumerate(pdus):
-                receivers[i % len(receivers)].queue_mo([pdu], waiter, first=i)
+            receivers = [c for c in self._bound if c.receives and c.system_id == system_id]
+            for i, part in enumerate(parts):
+                receivers[i % len(receivers)].queue_mo([part])
         else:
-            connection.queue_mo(pdus, waiter)
-        with trio.move_on_after(timeout):
-            await waiter.done.wait()
-        waiter.abandoned = True
+            connection.queue_mo(parts)
+        try:
+            with trio.move_on_after(timeout):
+                await waiter.done.wait()
+        finally:
+            waiter.abandoned = True  # parts not sent by now are not sent at all
         return MoResult(connection.system_id or "", tuple(waiter.statuses))
 
     def _receiver(self, system_id: str | None) -> Connection:
@@ -196,6 +202,7 @@ class Simulator:
         listeners = await trio.open_tcp_listeners(self.config.port, host=self.config.host)
         self.smsc.start(trio.current_time(), datetime.now(UTC))  # wall-clock: receipt dates
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             nursery.start_soon(self._scheduler)
             await nursery.start(trio.serve_listeners, self._handle, listeners)
             self.port = listeners[0].socket.getsockname()[1]
@@ -291,6 +298,39 @@ class Simulator:
         job.retry_at = trio.current_time() + config.retry_delay
         self.smsc.counters.receipts_retried += 1
         self.schedule_receipts([job])
+
+    def mo_failed(self, part: MoPart) -> bool:
+        """A sent MO part was not answered ESME_ROK: True if it will be sent again
+        (``mo_attempts``), ``mo_retry_delay`` from now."""
+        if part.sends >= self.config.mo_attempts or part.waiter.abandoned:
+            return False
+        self._send_mo_again(part, self.config.mo_retry_delay)
+        return True
+
+    def mo_unsent(self, part: MoPart) -> None:
+        """The connection of an MO part not sent yet is gone: sent on another receiver at once
+        if MOs are sent again (``mo_attempts`` above 1), else given up."""
+        if self.config.mo_attempts > 1 and not part.waiter.abandoned:
+            self._send_mo_again(part, 0.0)
+        else:
+            part.waiter.complete(part.index, None)
+
+    def _send_mo_again(self, part: MoPart, delay: float) -> None:
+        assert self._nursery is not None
+        self.smsc.counters.mos_retried += 1
+        self._nursery.start_soon(self._redeliver, part, delay)
+
+    async def _redeliver(self, part: MoPart, delay: float) -> None:
+        """After ``delay``, queue ``part`` on the first receiver of its system_id, waiting for
+        one to bind; given up (None) once its ``send_mo`` gave up."""
+        await trio.sleep(delay)
+        while not part.waiter.abandoned:
+            receivers = self._receivers.get(part.system_id)
+            if receivers:
+                receivers[0].queue_mo([part])
+                return
+            await trio.sleep(0.1)
+        part.waiter.complete(part.index, None)
 
     def _has_receiver(self, system_id: str) -> bool:
         return any(c.receives for c in self._receivers.get(system_id, ()))

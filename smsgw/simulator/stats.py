@@ -58,6 +58,7 @@ class Stats:
     mos_sent: int = 0  #: MO deliver_sm PDUs sent (one per part)
     mos_acked: int = 0
     mos_failed: int = 0
+    mos_retried: int = 0  #: MO parts not answered ESME_ROK, scheduled to be sent again
     faults: Mapping[str, int] = attrs.field(factory=dict, converter=_frozen)
 
     def line(self) -> str:
@@ -112,6 +113,7 @@ class Counters:
         self.mos_sent = 0
         self.mos_acked = 0
         self.mos_failed = 0
+        self.mos_retried = 0
         self.faults: Counter[str] = Counter()
 
     def session_started(self, system_id: str) -> None:
@@ -160,5 +162,6 @@ class Counters:
             mos_sent=self.mos_sent,
             mos_acked=self.mos_acked,
             mos_failed=self.mos_failed,
+            mos_retried=self.mos_retried,
             faults=dict(self.faults),
         )

@@ -219,3 +219,70 @@ async def test_spread_sends_the_parts_round_the_receivers_of_the_account(nursery
     with trio.move_on_after(0.2):
         await other.deliver()
         raise AssertionError("a part went to another account")
+
+
+async def test_with_mo_attempts_a_part_not_answered_ok_is_sent_again(nursery, autojump_clock):
+    config = SimulatorConfig(response_timeout=5, mo_attempts=3, mo_retry_delay=2)
+    run = await serve(nursery, config)
+    esme = await run.bound()
+    times = []
+
+    async def answer() -> None:
+        first = await esme.deliver()
+        times.append(trio.current_time())
+        await esme.ack(first, S.ESME_RX_T_APPN)  # an error: again in 2s
+        await esme.deliver()  # no answer: again 5s (the timeout) + 2s later
+        times.append(trio.current_time())
+        third = await esme.deliver()
+        times.append(trio.current_time())
+        await esme.ack(third)
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(answer)
+        result = await run.sim.send_mo(source_addr="1", destination_addr="2", text="hi",
+                                       timeout=60)
+    assert result.ok and result.statuses == (0,)
+    assert [round(t - times[0]) for t in times] == [0, 2, 9]
+    stats = run.sim.stats
+    assert (stats.mos_sent, stats.mos_acked, stats.mos_failed, stats.mos_retried) == (3, 1, 2, 2)
+
+
+async def test_with_mo_attempts_the_last_answer_is_the_status(nursery, autojump_clock):
+    run = await serve(nursery, SimulatorConfig(mo_attempts=2, mo_retry_delay=1))
+    esme = await run.bound()
+
+    async def refuse() -> None:
+        for _ in range(2):
+            await esme.ack(await esme.deliver(), S.ESME_RSYSERR)
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(refuse)
+        result = await run.sim.send_mo(source_addr="1", destination_addr="2", text="hi")
+    assert result.statuses == (S.ESME_RSYSERR,)
+    await esme.recv_nothing(5)  # two sends: no third
+
+
+async def test_with_mo_attempts_parts_of_a_closed_connection_go_to_another(
+    nursery, autojump_clock
+):
+    run = await serve(nursery, SimulatorConfig(deliver_window=1, mo_attempts=2, mo_retry_delay=3))
+    first = await run.bound()
+    text = "abc " * 100  # 3 parts, one at a time on the first connection
+    got = []
+
+    async def crash_then_serve() -> None:
+        await first.deliver()  # part 1 sent; parts 2 and 3 queued behind the window
+        await first.aclose()  # gone without answering: part 1 again in 3s, 2 and 3 at once
+        second = await run.bound()
+        for _ in range(3):
+            pdu = await second.deliver()
+            got.append(concat_info(pdu.short_message, pdu.esm_class, pdu.optional_parameters))
+            await second.ack(pdu)
+
+    async with trio.open_nursery() as inner:
+        inner.start_soon(crash_then_serve)
+        result = await run.sim.send_mo(source_addr="1", destination_addr="2", text=text,
+                                       timeout=60)
+    assert result.ok
+    assert [info.number for info in got] == [2, 3, 1]
+    assert run.sim.stats.mos_retried == 3

@@ -1,13 +1,16 @@
 """Idempotent submissions: a repeat of an ``Idempotency-Key`` (or of a ``client_ref``) within
 the window gets the original answer, never a second message.
 
-How a key is claimed (table ``api_idempotency`` in the gateway's database, so it survives
-restarts and is shared by the instances using that file):
+How a key is claimed, in the store of remembered answers (:class:`Answers`): with the embedded
+queue the table ``api_idempotency`` in the gateway's database (:class:`SqliteAnswers`), so it
+survives restarts and is shared by the processes using that file; with a Redis queue, Redis
+(:class:`smsgw.api.idempotency_redis.RedisAnswers`), so a repeat that reaches another instance
+of the gateway finds it too:
 
 1. In this process, one task per (client, key) at a time: repeats sent at once queue on a lock
    and then find the first one's stored answer.
-2. In the database, the first task inserts a *pending* row (the claim), runs the submission, and
-   stores the HTTP status and body in the row. A pending row of another process is waited for
+2. In the store, the first task writes a *pending* entry (the claim), runs the submission, and
+   stores the HTTP status and body in it. A pending entry of another process is waited for
    (polled, bounded); one older than :data:`ABANDONED_AFTER` belongs to a process that died
    mid-request and is taken over.
 3. Answers that may succeed on a retry (5xx, 429) are not remembered: the row is deleted, so the
@@ -23,13 +26,22 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import attrs
 import trio
 
 from smsgw.adapters.sqlite import SqliteDatabase
 
-__all__ = ["ABANDONED_AFTER", "Idempotency", "KeyInProgress", "KeyReused", "Outcome"]
+__all__ = [
+    "ABANDONED_AFTER",
+    "Answers",
+    "Idempotency",
+    "KeyInProgress",
+    "KeyReused",
+    "Outcome",
+    "SqliteAnswers",
+]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_idempotency (
@@ -87,24 +99,30 @@ class _Entry:
     users: int = 0
 
 
+class Answers(Protocol):
+    """Where the claims and remembered answers are kept (module docstring)."""
+
+    async def claim_or_find(self, client: str, key: str, fp: str | None) -> Outcome | bool | None:
+        """None: claimed for the caller; an :class:`Outcome`: the stored answer (replayed);
+        True: pending in another process. Raises :class:`KeyReused` when ``fp`` and the
+        stored fingerprint (both given) differ."""
+        ...
+
+    async def remember(self, client: str, key: str, status: int, body: str) -> None:
+        """Store the answer of the caller's claim."""
+        ...
+
+    async def release(self, client: str, key: str) -> None:
+        """Drop the caller's claim, if no answer was stored in it."""
+        ...
+
+
 class Idempotency:
-    """Remembers answers by (client, key) for ``window`` seconds (wall-clock ``clock``)."""
+    """Runs each (client, key) once per window: see the module docstring."""
 
-    def __init__(
-        self,
-        db: SqliteDatabase,
-        *,
-        window: float,
-        clock: Callable[[], float] = time.time,  # wall-clock
-    ) -> None:
-        self._db = db
-        self._window = window
-        self._clock = clock
+    def __init__(self, answers: Answers) -> None:
+        self.answers = answers
         self._entries: dict[tuple[str, str], _Entry] = {}
-        self._pruned_at: float | None = None
-
-    async def create_schema(self) -> None:
-        await self._db.execute(SCHEMA)
 
     async def run(self, client: str, key: str, fp: str | None, work: Work) -> Outcome:
         """The stored answer for (client, key), or ``work()``'s, remembered. ``fp`` None: the
@@ -120,11 +138,11 @@ class Idempotency:
                 del self._entries[(client, key)]
 
     async def _run_locked(self, client: str, key: str, fp: str | None, work: Work) -> Outcome:
-        await self._maybe_prune()
+        answers = self.answers
         claimed = False
         with trio.move_on_after(WAIT_LIMIT):
             while True:
-                found = await self._claim_or_find(client, key, fp)
+                found = await answers.claim_or_find(client, key, fp)
                 if isinstance(found, Outcome):
                     return found
                 if found is None:
@@ -143,18 +161,35 @@ class Idempotency:
             if not done:
                 # Failed or cancelled: nothing is remembered, a retry may submit.
                 with trio.CancelScope(shield=True), trio.move_on_after(5.0):
-                    await self._release(client, key)
+                    await answers.release(client, key)
         if _remembered(status):
-            await self._db.execute(
-                "UPDATE api_idempotency SET status = ?, body = ? WHERE client = ? AND key = ?",
-                (status, body, client, key),
-            )
+            await answers.remember(client, key, status, body)
         else:
-            await self._release(client, key)
+            await answers.release(client, key)
         return Outcome(status, body, replayed=False)
 
-    async def _claim_or_find(self, client: str, key: str, fp: str | None) -> Outcome | bool | None:
-        """None: claimed for us; an Outcome: the stored answer; True: pending elsewhere."""
+
+class SqliteAnswers:
+    """Claims and answers in the table ``api_idempotency`` of ``db``, kept ``window`` seconds
+    (wall-clock ``clock``); expired rows are deleted now and then."""
+
+    def __init__(
+        self,
+        db: SqliteDatabase,
+        *,
+        window: float,
+        clock: Callable[[], float] = time.time,  # wall-clock
+    ) -> None:
+        self._db = db
+        self._window = window
+        self._clock = clock
+        self._pruned_at: float | None = None
+
+    async def create_schema(self) -> None:
+        await self._db.execute(SCHEMA)
+
+    async def claim_or_find(self, client: str, key: str, fp: str | None) -> Outcome | bool | None:
+        await self._maybe_prune()
         now = self._clock()
         async with self._db.transaction() as tx:
             row = await tx.fetchone(
@@ -182,7 +217,13 @@ class Idempotency:
             )
         return None
 
-    async def _release(self, client: str, key: str) -> None:
+    async def remember(self, client: str, key: str, status: int, body: str) -> None:
+        await self._db.execute(
+            "UPDATE api_idempotency SET status = ?, body = ? WHERE client = ? AND key = ?",
+            (status, body, client, key),
+        )
+
+    async def release(self, client: str, key: str) -> None:
         await self._db.execute(
             "DELETE FROM api_idempotency WHERE client = ? AND key = ? AND status IS NULL",
             (client, key),

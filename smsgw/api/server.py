@@ -7,27 +7,29 @@
         port = await nursery.start(functools.partial(serve_api, gateway, config))
 
 The remembered idempotent answers live in the gateway's database file (table
-``api_idempotency``), through a connection of the API's own. The server stops when its
-nursery is cancelled (the daemon does so after the gateway has drained).
+``api_idempotency``), through a connection of the API's own; with a Redis queue, in Redis,
+shared by the instances (:mod:`smsgw.api.idempotency_redis`). The server stops when its nursery
+is cancelled (the daemon does so after the gateway has drained).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 
 import trio
 
 from smsgw.adapters.sqlite import open_sqlite
 from smsgw.asgi_server import ServerSettings, serve
-from smsgw.config import GatewayConfig
+from smsgw.config import GatewayConfig, QueueBackend
 from smsgw.gateway import Gateway
 
 from .app import ApiApp
 from .coalesce import Coalescer
 from .http import ASGIApp
-from .idempotency import Idempotency
+from .idempotency import Answers, Idempotency, SqliteAnswers
 
 __all__ = ["bound_port", "serve_api"]
 
@@ -49,9 +51,8 @@ async def serve_api(
     """Serve the API for ``gateway`` (running: its database is open) until cancelled;
     ``task_status.started(port)`` once it accepts connections. ``extra_routes`` mounts other
     ASGI apps at exact paths (``{"/metrics": prometheus_app}``)."""
-    async with open_sqlite(gateway.store.path) as db:
-        idempotency = Idempotency(db, window=config.api.idempotency_window)
-        await idempotency.create_schema()
+    async with _open_answers(gateway, config) as answers:
+        idempotency = Idempotency(answers)
         coalescer = Coalescer(gateway)
         app = ApiApp(gateway, config.api, idempotency, coalescer, extra_routes=extra_routes)
         async with trio.open_nursery() as nursery:
@@ -65,3 +66,23 @@ async def serve_api(
             port = bound_port(binds)
             log.info("API listening on %s", ", ".join(binds))
             task_status.started(port)
+
+
+@asynccontextmanager
+async def _open_answers(gateway: Gateway, config: GatewayConfig) -> AsyncIterator[Answers]:
+    """Where remembered answers are kept: Redis with a Redis queue (shared by the instances),
+    else the gateway's database file."""
+    window = config.api.idempotency_window
+    redis_config = config.queue.redis
+    if config.queue.backend is QueueBackend.REDIS and redis_config is not None:
+        from smsgw.adapters.redis import open_redis
+
+        from .idempotency_redis import RedisAnswers
+
+        async with open_redis(redis_config.url, max_connections=16) as client:
+            yield RedisAnswers(client, redis_config.prefix, window=window)
+        return
+    async with open_sqlite(gateway.store.path) as db:
+        answers = SqliteAnswers(db, window=window)
+        await answers.create_schema()
+        yield answers

@@ -4,6 +4,8 @@ answer and never make a second message."""
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +14,11 @@ import httpx
 import pytest
 import trio
 
+from smsgw.adapters.redis import open_redis
 from smsgw.adapters.sqlite import open_sqlite
-from smsgw.api.idempotency import ABANDONED_AFTER, Idempotency, KeyReused
+from smsgw.api.idempotency import ABANDONED_AFTER, Idempotency, KeyReused, SqliteAnswers
+from smsgw.api.idempotency_redis import RedisAnswers
+from smsgw.config import QueueBackend, RedisQueueConfig
 
 from .harness import OTHER_KEY, SEND_KEY, Api, gateway_config, provider, start_api
 
@@ -117,7 +122,7 @@ async def test_remembered_across_a_restart(nursery: trio.Nursery, tmp_path: Path
     await api.stop()
 
 
-# --- the Idempotency store on its own (a fake wall clock) ----------------------------------
+# --- the Idempotency store on its own -------------------------------------------------------
 
 
 @attrs.define
@@ -130,11 +135,34 @@ class Clock:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> Any:
+    """The database's answers, on a fake wall clock."""
     async with open_sqlite(tmp_path / "idem.sqlite3") as db:
         clock = Clock()
-        idem = Idempotency(db, window=100.0, clock=clock)
-        await idem.create_schema()
-        yield idem, clock, db
+        answers = SqliteAnswers(db, window=100.0, clock=clock)
+        await answers.create_schema()
+        yield Idempotency(answers), clock, db
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def two_processes(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Idempotency, Idempotency]]:
+    """Two processes' Idempotency on one store: two connections to one database file, or two
+    Redis clients on one prefix (two instances of a Redis queue)."""
+    if request.param == "sqlite":
+        path = tmp_path / "shared.sqlite3"
+        async with open_sqlite(path) as db_a, open_sqlite(path) as db_b:
+            a = SqliteAnswers(db_a, window=100.0)
+            await a.create_schema()
+            yield Idempotency(a), Idempotency(SqliteAnswers(db_b, window=100.0))
+        return
+    url = request.getfixturevalue("redis_server").url
+    prefix = f"i{uuid.uuid4().hex[:10]}"
+    async with open_redis(url) as redis_a, open_redis(url) as redis_b:
+        yield (
+            Idempotency(RedisAnswers(redis_a, prefix, window=100.0)),
+            Idempotency(RedisAnswers(redis_b, prefix, window=100.0)),
+        )
 
 
 class Work:
@@ -159,11 +187,25 @@ async def test_window_expiry(store: Any) -> None:
     assert not third.replayed and work.calls == 2
 
 
-async def test_retryable_answers_and_failures_are_not_remembered(store: Any) -> None:
-    idem, _, _ = store
+async def test_window_expiry_in_redis(redis_server: Any) -> None:
+    async with open_redis(redis_server.url) as redis:
+        idem = Idempotency(RedisAnswers(redis, f"i{uuid.uuid4().hex[:10]}", window=0.5))
+        work = Work()
+        first = await idem.run("c", "k", "fp", work)
+        second = await idem.run("c", "k", "fp", work)
+        assert (first.replayed, second.replayed, second.body) == (False, True, first.body)
+        await trio.sleep(0.7)  # Redis forgot it
+        third = await idem.run("c", "k", "fp", work)
+    assert not third.replayed and work.calls == 2
+
+
+async def test_retryable_answers_and_failures_are_not_remembered(
+    two_processes: tuple[Idempotency, Idempotency],
+) -> None:
+    idem, other = two_processes
     busy = Work(503)
     await idem.run("c", "k", None, busy)
-    await idem.run("c", "k", None, busy)
+    await other.run("c", "k", None, busy)
     assert busy.calls == 2
 
     async def boom() -> tuple[int, str]:
@@ -172,16 +214,18 @@ async def test_retryable_answers_and_failures_are_not_remembered(store: Any) -> 
     with pytest.raises(RuntimeError):
         await idem.run("c", "x", None, boom)
     work = Work()
-    assert not (await idem.run("c", "x", None, work)).replayed
+    assert not (await other.run("c", "x", None, work)).replayed
 
 
-async def test_fingerprint_mismatch(store: Any) -> None:
-    idem, _, _ = store
+async def test_fingerprint_mismatch(two_processes: tuple[Idempotency, Idempotency]) -> None:
+    idem, other = two_processes
     await idem.run("c", "k", "fp1", Work())
     with pytest.raises(KeyReused):
-        await idem.run("c", "k", "fp2", Work())
+        await other.run("c", "k", "fp2", Work())
     # None (client_ref) does not compare bodies.
-    assert (await idem.run("c", "k", None, Work())).replayed
+    assert (await other.run("c", "k", None, Work())).replayed
+    # Keys are per client.
+    assert not (await other.run("d", "k", "fp2", Work())).replayed
 
 
 async def test_abandoned_claim_of_a_dead_process_is_taken_over(store: Any) -> None:
@@ -196,37 +240,84 @@ async def test_abandoned_claim_of_a_dead_process_is_taken_over(store: Any) -> No
     assert not outcome.replayed and work.calls == 1
 
 
-async def test_a_claim_pending_in_another_process_is_waited_for(tmp_path: Path) -> None:
-    path = tmp_path / "shared.sqlite3"
-    async with open_sqlite(path) as db_a, open_sqlite(path) as db_b:
-        # Two connections with their own Idempotency: two processes sharing one database.
-        a = Idempotency(db_a, window=100.0)
-        b = Idempotency(db_b, window=100.0)
-        await a.create_schema()
-        release = trio.Event()
-        claimed = trio.Event()
-        calls = 0
+async def test_abandoned_claim_in_redis_is_taken_over(redis_server: Any) -> None:
+    prefix = f"i{uuid.uuid4().hex[:10]}"
+    async with open_redis(redis_server.url) as redis:
+        dead = RedisAnswers(redis, prefix, window=100.0, abandoned_after=0.3)
+        assert await dead.claim_or_find("c", "k", None) is None  # then the process died
+        assert await dead.claim_or_find("c", "k", None) is True  # pending, for now
+        await trio.sleep(0.4)
+        work = Work()
+        idem = Idempotency(RedisAnswers(redis, prefix, window=100.0, abandoned_after=0.3))
+        outcome = await idem.run("c", "k", None, work)
+    assert not outcome.replayed and work.calls == 1
 
-        async def slow() -> tuple[int, str]:
-            nonlocal calls
-            calls += 1
-            claimed.set()
-            await release.wait()
-            return 202, '{"id": "one"}'
 
-        outcomes: list[Any] = []
+async def test_a_claim_pending_in_another_process_is_waited_for(
+    two_processes: tuple[Idempotency, Idempotency],
+) -> None:
+    a, b = two_processes
+    release = trio.Event()
+    claimed = trio.Event()
+    calls = 0
 
-        async def run(idem: Idempotency) -> None:
-            outcomes.append(await idem.run("c", "k", None, slow))
+    async def slow() -> tuple[int, str]:
+        nonlocal calls
+        calls += 1
+        claimed.set()
+        await release.wait()
+        return 202, '{"id": "one"}'
 
-        with trio.fail_after(10):
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(run, a)
-                await claimed.wait()
-                nursery.start_soon(run, b)
-                await trio.sleep(0.2)  # b polls the pending claim meanwhile
-                assert len(outcomes) == 0
-                release.set()
+    outcomes: list[Any] = []
+
+    async def run(idem: Idempotency) -> None:
+        outcomes.append(await idem.run("c", "k", None, slow))
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, a)
+            await claimed.wait()
+            nursery.start_soon(run, b)
+            await trio.sleep(0.2)  # b polls the pending claim meanwhile
+            assert len(outcomes) == 0
+            release.set()
     assert calls == 1
     assert sorted(o.replayed for o in outcomes) == [False, True]
     assert {o.body for o in outcomes} == {'{"id": "one"}'}
+
+
+# --- several instances on one Redis queue ----------------------------------------------------
+
+
+async def test_repeats_spread_over_two_instances_make_one_message(
+    nursery: trio.Nursery, tmp_path: Path, redis_server: Any
+) -> None:
+    """A client repeating through a load balancer: its repeats of one Idempotency-Key, and of
+    one client_ref, reach two instances of the gateway at once."""
+    queue = {
+        "backend": QueueBackend.REDIS,
+        "redis": RedisQueueConfig(url=redis_server.url, prefix=f"i{uuid.uuid4().hex[:10]}"),
+    }
+    apis = []
+    for name in ("a", "b"):
+        config = gateway_config(tmp_path / name, [provider("down", 1)], queue=queue)
+        config = attrs.evolve(config, gateway=attrs.evolve(config.gateway, instance_id=name))
+        apis.append(await start_api(nursery, config))
+    responses: dict[str, list[httpx.Response]] = {"key": [], "ref": []}
+
+    async def post(api: Api, kind: str, body: object, headers: dict[str, str]) -> None:
+        async with api.client(SEND_KEY) as client:
+            responses[kind].append(await client.post("/messages", json=body, headers=headers))
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as senders:
+            for n in range(REPEATS):
+                api = apis[n % 2]
+                senders.start_soon(post, api, "key", BODY, {"Idempotency-Key": "lb-1"})
+                senders.start_soon(post, api, "ref", {**BODY, "client_ref": "lb-ref"}, {})
+    for kind in ("key", "ref"):
+        assert {r.status_code for r in responses[kind]} == {202}
+        assert len({r.json()["id"] for r in responses[kind]}) == 1, kind
+    assert sum(api.gateway.stats().accepted for api in apis) == 2
+    for api in apis:
+        await api.stop()

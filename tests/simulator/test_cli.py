@@ -170,3 +170,4 @@ def test_the_example_config_loads():
     config = config_from_mapping(read_config_file(EXAMPLE))
     assert config.port == 2775
     assert config.accounts
+    assert (config.mo_attempts, config.mo_retry_delay) == (5, 10.0)

@@ -461,11 +461,12 @@ class MoHandler:
             for claim in claims:
                 if not claim.complete:
                     log.warning(
-                        "multipart inbound message from %s incomplete after %gs: storing %d"
-                        " part(s)",
+                        "multipart inbound message from %s incomplete (after %gs, or beyond"
+                        " max_pending): storing %d of its %d part(s)",
                         claim.key[0],
                         self.reassembly_timeout,
                         len(claim.parts),
+                        claim.key[4],
                         extra={"provider": claim.key[0]},
                     )
                 await self._store_claim(shared, claim)

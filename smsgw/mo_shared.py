@@ -224,7 +224,8 @@ for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonum
 end
 local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[5])
 if over > 0 then
-  for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, over - 1)) do take(member, 0) end
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, math.min(over, ids) - 1)
+  for _, member in ipairs(oldest) do take(member, 0) end
 end
 return out
 """

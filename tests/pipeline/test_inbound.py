@@ -18,7 +18,7 @@ from smpp_codec.segment import SplitMode
 from smsgw.config import InboundConfig
 from smsgw.messages import Accepted, SubmitRequest
 from smsgw.model import MessageStatus, NotificationKind
-from smsgw.simulator.connection import MoWaiter
+from smsgw.simulator.connection import MoPart, MoWaiter
 
 from .harness import Harness, provider, wait_status, wait_until
 
@@ -105,7 +105,8 @@ def _udh8_part(number: int, text: bytes, *, reference: int = 42, total: int = 2)
 async def _deliver(sim: Sim, pdu: DeliverSm) -> list[int | None]:
     """``pdu`` from the simulator's first bound receiver; its answer's command_status."""
     waiter = MoWaiter(1)
-    sim.sim._receiver(None).queue_mo([pdu], waiter)
+    receiver = sim.sim._receiver(None)
+    receiver.queue_mo([MoPart(pdu, waiter, 0, receiver.system_id or "")])
     await waiter.done.wait()
     return waiter.statuses
 

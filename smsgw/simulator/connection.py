@@ -203,12 +203,14 @@ class Connection:
         self._sim.connection_ended(self)
         for item in self.session.close():
             self._complete(item.token, None)
+        unsent: list[MoPart] = []
         while self._private:
             job = self._private.popleft()
             if isinstance(job, Probe):
                 job.done.set()
             elif isinstance(job, MoPart):
-                self._sim.mo_unsent(job)  # to another receiver, if MOs are sent again
+                unsent.append(job)
+        self._sim.mo_unsent(unsent)  # to another receiver, if MOs are sent again
         self._held.clear()
 
     async def _write(self, data: bytes) -> None:

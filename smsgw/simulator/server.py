@@ -304,33 +304,44 @@ class Simulator:
         (``mo_attempts``), ``mo_retry_delay`` from now."""
         if part.sends >= self.config.mo_attempts or part.waiter.abandoned:
             return False
-        self._send_mo_again(part, self.config.mo_retry_delay)
+        self._send_mo_again([part], self.config.mo_retry_delay)
         return True
 
-    def mo_unsent(self, part: MoPart) -> None:
-        """The connection of an MO part not sent yet is gone: sent on another receiver at once
-        if MOs are sent again (``mo_attempts`` above 1), else given up."""
-        if self.config.mo_attempts > 1 and not part.waiter.abandoned:
-            self._send_mo_again(part, 0.0)
-        else:
-            part.waiter.complete(part.index, None)
+    def mo_unsent(self, parts: list[MoPart]) -> None:
+        """The connection of these MO parts, not sent yet, is gone: sent in order on another
+        receiver at once if MOs are sent again (``mo_attempts`` above 1), else given up."""
+        again = [p for p in parts if self.config.mo_attempts > 1 and not p.waiter.abandoned]
+        for part in parts:
+            if part not in again:
+                part.waiter.complete(part.index, None)
+        if again:
+            self._send_mo_again(again, 0.0)
 
-    def _send_mo_again(self, part: MoPart, delay: float) -> None:
+    def _send_mo_again(self, parts: list[MoPart], delay: float) -> None:
         assert self._nursery is not None
-        self.smsc.counters.mos_retried += 1
-        self._nursery.start_soon(self._redeliver, part, delay)
+        self.smsc.counters.mos_retried += len(parts)
+        self._nursery.start_soon(self._redeliver, parts, delay)
 
-    async def _redeliver(self, part: MoPart, delay: float) -> None:
-        """After ``delay``, queue ``part`` on the first receiver of its system_id, waiting for
-        one to bind; given up (None) once its ``send_mo`` gave up."""
+    async def _redeliver(self, parts: list[MoPart], delay: float) -> None:
+        """After ``delay``, queue ``parts`` on the first receiver of their system_id (they
+        share it: one connection's), waiting for one to bind; given up (None) once their
+        ``send_mo`` gave up."""
         await trio.sleep(delay)
-        while not part.waiter.abandoned:
-            receivers = self._receivers.get(part.system_id)
+        while True:
+            live = []
+            for part in parts:
+                if part.waiter.abandoned:
+                    part.waiter.complete(part.index, None)
+                else:
+                    live.append(part)
+            parts = live
+            if not parts:
+                return
+            receivers = self._receivers.get(parts[0].system_id)
             if receivers:
-                receivers[0].queue_mo([part])
+                receivers[0].queue_mo(parts)
                 return
             await trio.sleep(0.1)
-        part.waiter.complete(part.index, None)
 
     def _has_receiver(self, system_id: str) -> bool:
         return any(c.receives for c in self._receivers.get(system_id, ()))

@@ -332,7 +332,7 @@ class Gateway:
             storing=self._storing,
         )
         self.metrics.watch(
-            providers=manager, rates=self, queue=queue, outbox=store, cluster=shared
+            providers=manager, rates=self, queue=queue, outbox=store, cluster=shared, inbound=mo
         )
         self.webhooks = WebhookDeliverer(
             store, config.webhooks, metrics=self.metrics, clock=self._clock, rand=self._rng.random

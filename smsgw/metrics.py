@@ -225,6 +225,12 @@ class OutboxSource(Protocol):
     async def notification_counts(self) -> Mapping[NotificationState, int]: ...
 
 
+class InboundSource(Protocol):
+    """``smsgw.mo.MoHandler`` (its ``multipart_pending()``)."""
+
+    async def multipart_pending(self) -> int: ...
+
+
 class _Sources:
     def __init__(self) -> None:
         self.providers: ProviderSource | None = None
@@ -232,9 +238,11 @@ class _Sources:
         self.cluster: ClusterSource | None = None
         self.queue: QueueSource | None = None
         self.outbox: OutboxSource | None = None
+        self.inbound: InboundSource | None = None
         # Filled by refresh(): the latest answers of the async sources (None: never read).
         self.depth: DepthView | None = None
         self.outbox_counts: Mapping[NotificationState, int] | None = None
+        self.multipart_pending: int | None = None
         self.up: MutableMapping[str, bool] = {}
 
 
@@ -248,6 +256,13 @@ class _SnapshotCollector(Collector):
         yield from self._provider_gauges()
         yield from self._queue_gauges()
         yield from self._outbox_gauges()
+        if self._sources.multipart_pending is not None:
+            yield GaugeMetricFamily(
+                "smsgw_inbound_multipart_pending",
+                "Multipart inbound messages (MO) waiting for parts: this instance's, or with a "
+                "Redis queue all instances' (kept in Redis)",
+                value=float(self._sources.multipart_pending),
+            )
         if self._sources.cluster is not None:
             yield GaugeMetricFamily(
                 "smsgw_cluster_instances",
@@ -587,11 +602,13 @@ class Metrics:
         queue: QueueSource | None = None,
         outbox: OutboxSource | None = None,
         cluster: ClusterSource | None = None,
+        inbound: InboundSource | None = None,
     ) -> None:
         """Read these at scrape time: ``providers.snapshot()`` (connections, window),
         ``rates.current_rate(name)`` (the gateway), ``await queue.depth()`` (queue and DLQ),
         ``await outbox.notification_counts()`` (the store), ``cluster.instance_count`` (shared
-        limits). Sources left None keep the one set before."""
+        limits), ``await inbound.multipart_pending()`` (the MO handler). Sources left None keep
+        the one set before."""
         s = self._sources
         if providers is not None:
             s.providers = providers
@@ -603,6 +620,8 @@ class Metrics:
             s.outbox = outbox
         if cluster is not None:
             s.cluster = cluster
+        if inbound is not None:
+            s.inbound = inbound
 
     async def refresh(self) -> None:
         """Read the async sources (the caller bounds the time: a slow source must not hold a
@@ -614,6 +633,10 @@ class Metrics:
         if s.outbox is not None:
             s.outbox_counts = await self._read(
                 "outbox", s.outbox.notification_counts, s.outbox_counts
+            )
+        if s.inbound is not None:
+            s.multipart_pending = await self._read(
+                "inbound", s.inbound.multipart_pending, s.multipart_pending
             )
 
     async def _read(self, name: str, read: Callable[[], Awaitable[Any]], previous: Any) -> Any:

@@ -153,7 +153,15 @@ class MoHandler:
 
     @property
     def pending(self) -> int:
-        """Incomplete multipart messages held now."""
+        """Incomplete multipart messages held now by this process."""
+        return self._reassembler.pending
+
+    async def multipart_pending(self) -> int:
+        """Multipart messages waiting for parts: held here, or with shared parts in Redis
+        (all instances'; raises the queue's errors)."""
+        if self._shared is not None:
+            pending, _claimed = await self._shared.count()
+            return pending
         return self._reassembler.pending
 
     async def handle(self, provider: str, inbound: Inbound) -> None:

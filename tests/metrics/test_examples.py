@@ -40,6 +40,11 @@ class Cluster:
     instance_count = 2
 
 
+class Inbound:
+    async def multipart_pending(self) -> int:
+        return 1
+
+
 @pytest.fixture(scope="module")
 def exported() -> set[str]:
     """Every family name a fully driven gateway exports (counters without ``_total``)."""
@@ -47,7 +52,12 @@ def exported() -> set[str]:
     m.enquire_link_rtt("alpha", 0.01)
     m.task_restart("processor")
     m.watch(
-        providers=Providers(), rates=Rates(), queue=Queue(), outbox=Outbox(), cluster=Cluster()
+        providers=Providers(),
+        rates=Rates(),
+        queue=Queue(),
+        outbox=Outbox(),
+        cluster=Cluster(),
+        inbound=Inbound(),
     )
     trio.run(m.refresh)
     text = m.render()[0].decode()

@@ -18,11 +18,13 @@ import httpx
 import pytest
 import trio
 from daemon.harness import DaemonProcess, provider_toml, write_config
-from pipeline.harness import gateway_config, provider, wait_status
+from pipeline.harness import Backend, gateway_config, provider, wait_status
 from prometheus_client.parser import text_string_to_metric_families
 from simulators import start_simulator
 from webhooks.receiver import Receiver
 
+from smpp_codec.constants import EsmClass
+from smpp_codec.pdu import DeliverSm
 from smsgw.config import GatewayConfig, WebhooksConfig
 from smsgw.gateway import Gateway
 from smsgw.messages import Accepted, SubmitRequest
@@ -30,6 +32,7 @@ from smsgw.metrics import serve_metrics
 from smsgw.model import MessageStatus
 from smsgw.signing import verify
 from smsgw.simulator import Faults, SimulatorConfig
+from smsgw.simulator.connection import MoPart, MoWaiter
 from smsgw.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -271,12 +274,16 @@ async def test_inbound_messages_are_pushed_to_inbound_url_at_once(
     running = await start(config)
     with trio.fail_after(20):
         await wait_for(lambda: running.gateway.providers.health("a").bound == 1, "a bind")
-        await sim.sim.send_mo(source_addr="4917600000001", destination_addr="ACME",
-                              text="ping from a phone")
+        await sim.sim.send_mo(
+            source_addr="4917600000001", destination_addr="ACME", text="ping from a phone"
+        )
         await wait_for(lambda: bool(receiver.received), "the inbound webhook")
     body = json.loads(receiver.received[0].body)
-    assert (body["event"], body["from"], body["text"]) == ("inbound", "4917600000001",
-                                                           "ping from a phone")
+    assert (body["event"], body["from"], body["text"]) == (
+        "inbound",
+        "4917600000001",
+        "ping from a phone",
+    )
 
 
 async def test_the_daemon_serves_metrics_on_their_own_listener_when_configured(
@@ -306,3 +313,45 @@ port = 0
     assert not record["metrics"].startswith(record["api"])
     assert own.status_code == 200 and "smsgw_queue_messages" in own.text
     assert on_api.status_code == 404
+
+
+@pytest.mark.parametrize("backend", ["embedded", "redis"])
+async def test_multipart_mos_waiting_for_parts_are_a_gauge(
+    start: Start,
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    backend: str,
+) -> None:
+    """Counted in this instance's reassembler, or with a Redis queue in Redis."""
+    url = request.getfixturevalue("redis_server").url if backend == "redis" else None
+    sim = await start_simulator(nursery, SimulatorConfig(seed=1))
+    config = gateway_config(
+        tmp_path / "state", [provider("a", sim.port)], backend=Backend(backend, url)
+    )
+    running = await start(config)
+
+    async def deliver(number: int, text: bytes) -> None:
+        pdu = DeliverSm(
+            sequence_number=0,
+            source_addr="4915112345",
+            destination_addr="12345",
+            esm_class=EsmClass.UDHI,
+            short_message=bytes([5, 0, 3, 9, 2, number]) + text,
+        )
+        receiver = sim.sim._receiver(None)
+        waiter = MoWaiter(1)
+        receiver.queue_mo([MoPart(pdu, waiter, 0, receiver.system_id or "")])
+        await waiter.done.wait()
+        assert waiter.statuses == [0]
+
+    with trio.fail_after(20):
+        await wait_for(lambda: running.gateway.providers.health("a").bound == 1, "bound")
+        await deliver(1, b"first half")
+        waiting = await running.scrape()
+        await deliver(2, b", second half")
+        done = await running.scrape()
+    assert value(waiting, "smsgw_inbound_multipart_pending") == 1
+    assert value(waiting, "smsgw_metrics_source_up", source="inbound") == 1
+    assert value(done, "smsgw_inbound_multipart_pending") == 0
+    assert value(done, "smsgw_inbound_messages_total", provider="a", complete="true") == 1

@@ -5,7 +5,9 @@ from __future__ import annotations
 import attrs
 import trio
 
+from smpp_codec.pdu import DeliverSm
 from smsgw.simulator import Simulator, SimulatorConfig
+from smsgw.simulator.connection import MoPart, MoWaiter
 
 
 @attrs.define
@@ -18,6 +20,15 @@ class Sim:
 
     def kill(self) -> None:
         self.scope.cancel()
+
+    async def deliver(self, pdu: DeliverSm) -> list[int | None]:
+        """``pdu`` as it is (say one part of a multipart MO) from the first bound receiver;
+        its answer's command_status (None: no answer)."""
+        receiver = self.sim._receiver(None)
+        waiter = MoWaiter(1)
+        receiver.queue_mo([MoPart(pdu, waiter, 0, receiver.system_id or "")])
+        await waiter.done.wait()
+        return waiter.statuses
 
 
 async def start_simulator(nursery: trio.Nursery, config: SimulatorConfig | None = None) -> Sim:

@@ -32,7 +32,6 @@ from smsgw.metrics import serve_metrics
 from smsgw.model import MessageStatus
 from smsgw.signing import verify
 from smsgw.simulator import Faults, SimulatorConfig
-from smsgw.simulator.connection import MoPart, MoWaiter
 from smsgw.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -339,11 +338,7 @@ async def test_multipart_mos_waiting_for_parts_are_a_gauge(
             esm_class=EsmClass.UDHI,
             short_message=bytes([5, 0, 3, 9, 2, number]) + text,
         )
-        receiver = sim.sim._receiver(None)
-        waiter = MoWaiter(1)
-        receiver.queue_mo([MoPart(pdu, waiter, 0, receiver.system_id or "")])
-        await waiter.done.wait()
-        assert waiter.statuses == [0]
+        assert await sim.deliver(pdu) == [0]
 
     with trio.fail_after(20):
         await wait_for(lambda: running.gateway.providers.health("a").bound == 1, "bound")

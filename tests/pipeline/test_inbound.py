@@ -10,7 +10,6 @@ import sqlite3
 import attrs
 import pytest
 import trio
-from simulators import Sim
 
 from smpp_codec.constants import CommandStatus, EsmClass
 from smpp_codec.pdu import DeliverSm
@@ -18,7 +17,6 @@ from smpp_codec.segment import SplitMode
 from smsgw.config import InboundConfig
 from smsgw.messages import Accepted, SubmitRequest
 from smsgw.model import MessageStatus, NotificationKind
-from smsgw.simulator.connection import MoPart, MoWaiter
 
 from .harness import Harness, provider, wait_status, wait_until
 
@@ -83,7 +81,7 @@ async def test_an_incomplete_multipart_mo_is_stored_when_its_time_is_up(
     with trio.fail_after(10):  # well below the default 20 s
         await wait_until(lambda: gateway.providers.healthy("a"), what="a bound")
         # Part 1 of 2 only (send_mo sends whole messages), answered once it was stored.
-        assert await _deliver(sim, _udh8_part(1, b"first half")) == [0]
+        assert await sim.deliver(_udh8_part(1, b"first half")) == [0]
         await wait_until(lambda: gateway.stats().mo_incomplete == 1, what="stored incomplete")
         page = await gateway.store.list_inbound()
         assert await gateway.store.inbound_parts() == []  # deleted with the message's storing
@@ -100,15 +98,6 @@ def _udh8_part(number: int, text: bytes, *, reference: int = 42, total: int = 2)
         esm_class=EsmClass.UDHI,
         short_message=bytes([5, 0, 3, reference, total, number]) + text,
     )
-
-
-async def _deliver(sim: Sim, pdu: DeliverSm) -> list[int | None]:
-    """``pdu`` from the simulator's first bound receiver; its answer's command_status."""
-    waiter = MoWaiter(1)
-    receiver = sim.sim._receiver(None)
-    receiver.queue_mo([MoPart(pdu, waiter, 0, receiver.system_id or "")])
-    await waiter.done.wait()
-    return waiter.statuses
 
 
 @pytest.mark.parametrize("mode", [SplitMode.UDH8, SplitMode.UDH16, SplitMode.SAR])
@@ -136,13 +125,13 @@ async def test_each_part_is_stored_before_it_is_answered(harness: Harness) -> No
     gateway = await harness.gateway(harness.config([provider("a", sim.port)]))
     with trio.fail_after(20):
         await wait_until(lambda: gateway.providers.healthy("a"), what="a bound")
-        assert await _deliver(sim, _udh8_part(1, b"first half")) == [0]
+        assert await sim.deliver(_udh8_part(1, b"first half")) == [0]
         # Answered: the part is durable, and its message waits for the other part.
         (part,) = await gateway.store.inbound_parts()
         assert (part.provider, part.reference, part.total, part.number) == ("a", 42, 2, 1)
         assert part.payload == b"first half"
         assert (await gateway.store.list_inbound()).items == ()
-        assert await _deliver(sim, _udh8_part(2, b" second half")) == [0]
+        assert await sim.deliver(_udh8_part(2, b" second half")) == [0]
         await wait_until(lambda: gateway.stats().mo_received == 1, what="the message stored")
         page = await gateway.store.list_inbound()
         assert await gateway.store.inbound_parts() == []
@@ -159,13 +148,13 @@ async def test_parts_stored_before_a_restart_are_reassembled_after_it(
     first = await harness.gateway(config)
     with trio.fail_after(20):
         await wait_until(lambda: first.providers.healthy("a"), what="a bound")
-        assert await _deliver(sim, _udh8_part(1, b"first half")) == [0]
+        assert await sim.deliver(_udh8_part(1, b"first half")) == [0]
         await first.drain(2.0)  # its reassembler's memory is gone with it
         short = attrs.evolve(config, inbound=InboundConfig(reassembly_timeout=0.5))
         second = await harness.gateway(config if second_part_comes else short)
         await wait_until(lambda: second.providers.healthy("a"), what="a bound again")
         if second_part_comes:
-            assert await _deliver(sim, _udh8_part(2, b" second half")) == [0]
+            assert await sim.deliver(_udh8_part(2, b" second half")) == [0]
             await wait_until(lambda: second.stats().mo_received == 1, what="stored whole")
         else:
             await wait_until(lambda: second.stats().mo_incomplete == 1, what="stored incomplete")
@@ -239,7 +228,7 @@ async def test_an_mo_that_cannot_be_stored_is_answered_with_a_temporary_error(
         try:
             blocker.execute("BEGIN IMMEDIATE")
             if part:
-                statuses = await _deliver(sim, _udh8_part(1, b"first half"))
+                statuses = await sim.deliver(_udh8_part(1, b"first half"))
             else:
                 result = await sim.sim.send_mo(
                     source_addr="4915112345", destination_addr="12345", text="Hej", timeout=15

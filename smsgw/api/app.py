@@ -57,7 +57,7 @@ from .http import (
     send_response,
 )
 from .idempotency import Idempotency, KeyInProgress, KeyReused, fingerprint
-from .ratelimit import KeyLimiter
+from .ratelimit import KeyLimiter, Limiter
 from .validation import Invalid, parse_preview, parse_submit, parse_time
 
 __all__ = ["PREFIX", "ApiApp"]
@@ -122,6 +122,7 @@ class ApiApp:
         coalescer: Coalescer,
         *,
         extra_routes: Mapping[str, ASGIApp] | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         self.gateway = gateway
         self.coalescer = coalescer
@@ -129,7 +130,8 @@ class ApiApp:
         self.idempotency = idempotency
         self.extra_routes = dict(extra_routes or {})
         self.auth = Authenticator(config.keys)
-        self.limiter = KeyLimiter()
+        #: Per-key rate limits: this process's own count unless given (shared in Redis).
+        self.limiter: Limiter = limiter if limiter is not None else KeyLimiter()
         # (method, path, handler, scope needed; None: no key needed)
         table: list[tuple[str, str, Any, ApiScope | None]] = [
             ("POST", "/messages", self.post_message, ApiScope.SEND),
@@ -212,7 +214,7 @@ class ApiApp:
                 )
             if not self.auth.allows(key, needed):
                 raise HttpError(403, "forbidden", f"this key lacks the {needed.value!r} scope")
-            wait = self.limiter.wait_time(key, trio.current_time())
+            wait = await self.limiter.wait_time(key, trio.current_time())
             if wait > 0:
                 raise HttpError(
                     429, "rate_limited", "too many requests for this key", retry_after=wait

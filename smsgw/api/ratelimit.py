@@ -1,19 +1,30 @@
 """Per-key request rate limits: one :class:`~smsgw.ratelimit.TokenBucket` per API key, on
-Trio's clock. A request that finds no token gets HTTP 429 with ``Retry-After``."""
+Trio's clock. A request that finds no token gets HTTP 429 with ``Retry-After``.
+
+This is each process's own count; with a Redis queue the instances count together
+(:class:`smsgw.api.ratelimit_redis.SharedKeyLimiter`, which falls back to this one)."""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from smsgw.config import ApiKeyConfig
 from smsgw.ratelimit import TokenBucket
 
-__all__ = ["KeyLimiter"]
+__all__ = ["KeyLimiter", "Limiter"]
+
+
+class Limiter(Protocol):
+    async def wait_time(self, key: ApiKeyConfig, now: float) -> float:
+        """0 and one request counted, or the seconds until the key may make one."""
+        ...
 
 
 class KeyLimiter:
     def __init__(self) -> None:
         self._buckets: dict[str, TokenBucket] = {}
 
-    def wait_time(self, key: ApiKeyConfig, now: float) -> float:
+    async def wait_time(self, key: ApiKeyConfig, now: float) -> float:
         """0 and one request counted, or the seconds until the key may make one."""
         if key.rate_per_second is None:
             return 0.0

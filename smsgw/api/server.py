@@ -30,6 +30,7 @@ from .app import ApiApp
 from .coalesce import Coalescer
 from .http import ASGIApp
 from .idempotency import Answers, Idempotency, SqliteAnswers
+from .ratelimit import Limiter
 
 __all__ = ["bound_port", "serve_api"]
 
@@ -51,10 +52,17 @@ async def serve_api(
     """Serve the API for ``gateway`` (running: its database is open) until cancelled;
     ``task_status.started(port)`` once it accepts connections. ``extra_routes`` mounts other
     ASGI apps at exact paths (``{"/metrics": prometheus_app}``)."""
-    async with _open_answers(gateway, config) as answers:
+    async with _open_shared_state(gateway, config) as (answers, limiter):
         idempotency = Idempotency(answers)
         coalescer = Coalescer(gateway)
-        app = ApiApp(gateway, config.api, idempotency, coalescer, extra_routes=extra_routes)
+        app = ApiApp(
+            gateway,
+            config.api,
+            idempotency,
+            coalescer,
+            extra_routes=extra_routes,
+            limiter=limiter,
+        )
         async with trio.open_nursery() as nursery:
             await nursery.start(coalescer.run)
             settings = ServerSettings(max_connections=config.api.max_connections)
@@ -69,20 +77,26 @@ async def serve_api(
 
 
 @asynccontextmanager
-async def _open_answers(gateway: Gateway, config: GatewayConfig) -> AsyncIterator[Answers]:
-    """Where remembered answers are kept: Redis with a Redis queue (shared by the instances),
-    else the gateway's database file."""
+async def _open_shared_state(
+    gateway: Gateway, config: GatewayConfig
+) -> AsyncIterator[tuple[Answers, Limiter | None]]:
+    """Where remembered answers are kept and keys' requests counted: with a Redis queue, in
+    Redis (shared by the instances); else the gateway's database file, and this process."""
     window = config.api.idempotency_window
     redis_config = config.queue.redis
     if config.queue.backend is QueueBackend.REDIS and redis_config is not None:
         from smsgw.adapters.redis import open_redis
 
         from .idempotency_redis import RedisAnswers
+        from .ratelimit_redis import SharedKeyLimiter
 
         async with open_redis(redis_config.url, max_connections=16) as client:
-            yield RedisAnswers(client, redis_config.prefix, window=window)
+            yield (
+                RedisAnswers(client, redis_config.prefix, window=window),
+                SharedKeyLimiter(client, redis_config.prefix),
+            )
         return
     async with open_sqlite(gateway.store.path) as db:
         answers = SqliteAnswers(db, window=window)
         await answers.create_schema()
-        yield answers
+        yield answers, None

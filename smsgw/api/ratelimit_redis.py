@@ -66,9 +66,19 @@ return {granted, 0}
 
 @attrs.define
 class _Lease:
+    """The tokens an instance took for one key, and when."""
+
     tokens: int = 0
     taken_at: float = -math.inf
     lock: trio.Lock = attrs.Factory(trio.Lock)
+
+    def spend(self) -> bool:
+        """Use one token, if one is left and not older than :data:`LEASE_TTL`."""
+        if self.tokens > 0 and trio.current_time() - self.taken_at <= LEASE_TTL:
+            self.tokens -= 1
+            return True
+        self.tokens = 0
+        return False
 
 
 class SharedKeyLimiter:
@@ -90,29 +100,29 @@ class SharedKeyLimiter:
         if trio.current_time() < self._retry_at:
             return await self._fallback.wait_time(key, now)
         lease = self._leases.setdefault(key.name, _Lease())
+        if lease.spend():
+            return 0.0
         async with lease.lock:  # one round trip at a time per key; the others use its tokens
-            if trio.current_time() - lease.taken_at > LEASE_TTL:
-                lease.tokens = 0
-            if lease.tokens == 0:
-                try:
-                    granted, wait = await self._take(key)
-                except QueueError as exc:
-                    if not self._degraded:
-                        log.warning(
-                            "API rate limits counted by this instance alone, Redis is "
-                            "unavailable: %s",
-                            exc,
-                        )
-                        self._degraded = True
-                    self._retry_at = trio.current_time() + RETRY_SECONDS
-                    return await self._fallback.wait_time(key, now)
-                if self._degraded:
-                    log.info("API rate limits counted in Redis again")
-                    self._degraded = False
-                if granted == 0:
-                    return wait
-                lease.tokens, lease.taken_at = granted, trio.current_time()
-            lease.tokens -= 1
+            if lease.spend():  # taken while this request waited for the lock
+                return 0.0
+            try:
+                granted, wait = await self._take(key)
+            except QueueError as exc:
+                if not self._degraded:
+                    log.warning(
+                        "API rate limits counted by this instance alone, Redis is "
+                        "unavailable: %s",
+                        exc,
+                    )
+                    self._degraded = True
+                self._retry_at = trio.current_time() + RETRY_SECONDS
+                return await self._fallback.wait_time(key, now)
+            if self._degraded:
+                log.info("API rate limits counted in Redis again")
+                self._degraded = False
+            if granted == 0:
+                return wait
+            lease.tokens, lease.taken_at = granted - 1, trio.current_time()
             return 0.0
 
     async def _take(self, key: ApiKeyConfig) -> tuple[int, float]:

@@ -73,6 +73,7 @@ from smsgw.model import (
     StatusEvent,
     status_for_message_state,
 )
+from smsgw.outage import Outage
 from smsgw.queue.base import QueueError
 from smsgw.smpp.inbound import Inbound
 from smsgw.storage import Store, StoreError, UnknownMessage
@@ -422,6 +423,7 @@ class DlrHandler:
         relay). An error leaves the cursor where it was, and the same entries are read again
         a second later."""
         assert self._relay is not None
+        outage = Outage(log, "receipt relay")
         while True:
             try:
                 entries = await self._relay.read(block=block)
@@ -429,8 +431,10 @@ class DlrHandler:
                     await self.handle_relayed(entries)
                 await self._relay.advance()
             except (QueueError, StoreError) as exc:
-                log.warning("receipt relay: %s; reading again in 1s", exc)
+                outage.failed(exc)
                 await trio.sleep(1.0)
+                continue
+            outage.succeeded()
 
     def _park(self, key: SmscKey, parked: _Parked) -> PartRef | None:
         """Park a receipt that overtook its submit_sm_resp (module docstring). Returns its part

@@ -58,6 +58,7 @@ from smsgw.messages import Counters, new_message_id
 from smsgw.metrics import Metrics
 from smsgw.mo_shared import SWEEP_LIMIT, Added, Claim, SharedParts
 from smsgw.model import InboundPart, NewInbound
+from smsgw.outage import Outage
 from smsgw.queue.base import QueueError
 from smsgw.smpp.inbound import Inbound
 from smsgw.storage import DuplicateId, Store, StoreError
@@ -441,6 +442,7 @@ class MoHandler:
         failed here. First, once: the database's parts go to Redis, and this instance's claims
         left by a crash are taken back."""
         handed_over = started = False
+        outage = Outage(log, "inbound parts in Redis")
         while True:
             try:
                 if not handed_over:
@@ -456,7 +458,9 @@ class MoHandler:
                     await self._done(shared, claim)
                 await self._sweep(shared)
             except (QueueError, StoreError) as exc:
-                log.warning("inbound parts in Redis: %s; trying again in 1s", exc)
+                outage.failed(exc)
+            else:
+                outage.succeeded()
             await trio.sleep(min(1.0, self.reassembly_timeout / 4))
 
     async def _sweep(self, shared: SharedParts, *, mine: bool = False) -> None:

@@ -68,6 +68,7 @@ from smsgw.model import (
     StatusChange,
     StatusEvent,
 )
+from smsgw.outage import Outage
 from smsgw.payload import (
     MessagePayload,
     PayloadError,
@@ -296,6 +297,7 @@ class Processor:
         """One consumer; returns after :meth:`stop` (runs under the supervisor)."""
         name = f"{self._instance}/consumer-{number}"
         idle = self.idle_poll[0]
+        outage = Outage(log, f"{name}: lease")
         while not self._stopping:
             queue_config = self.settings.config.queue
             # Taken before leasing: a wake() while the lease runs is not missed.
@@ -311,9 +313,10 @@ class Processor:
                     name, queue_config.lease_batch, queue_config.visibility_timeout
                 )
             except QueueError as exc:
-                log.warning("%s: lease failed: %s", name, exc)
+                outage.failed(exc)
                 await trio.sleep(1.0)
                 continue
+            outage.succeeded()
             if not leases:
                 with trio.move_on_after(idle):
                     await work.wait()

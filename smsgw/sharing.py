@@ -29,6 +29,7 @@ import trio
 
 from .cluster import Cluster, Membership
 from .config import ProviderConfig
+from .outage import Outage
 from .providers import ProviderManager
 from .queue.base import QueueError
 from .ratelimit import RateLimiter
@@ -74,6 +75,8 @@ class SharedLimits:
         self._closed = False
         #: When the last "another process uses this instance_id" error was logged.
         self._same_id_logged: float | None = None
+        #: Heartbeats that fail while no slot is held (Redis down): logged once, then reminded.
+        self._outage = Outage(log, "taking connection slots (Redis unreachable)")
 
     def connections(self, provider: str) -> int:
         """Connections ``provider``'s pool keeps now: the slots held (the manager's sizes)."""
@@ -196,6 +199,7 @@ class SharedLimits:
             self._unreachable(now, exc)
         else:
             self._last_ok = now
+            self._outage.succeeded()
         self.apply_rates()
 
     async def _size(self, name: str, config: ProviderConfig) -> None:
@@ -291,7 +295,7 @@ class SharedLimits:
                 exc,
             )
         else:
-            log.warning("connection slots not taken (Redis unreachable): %s", exc)
+            self._outage.failed(exc)
         for name in holding:
             self.held[name].clear()
             self._nursery.start_soon(self._manager.resize, name, 0)

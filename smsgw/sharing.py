@@ -76,7 +76,7 @@ class SharedLimits:
         #: When the last "another process uses this instance_id" error was logged.
         self._same_id_logged: float | None = None
         #: Heartbeats that fail while no slot is held (Redis down): logged once, then reminded.
-        self._outage = Outage(log, "taking connection slots (Redis unreachable)")
+        self._outage = Outage(log, "taking connection slots")
 
     def connections(self, provider: str) -> int:
         """Connections ``provider``'s pool keeps now: the slots held (the manager's sizes)."""

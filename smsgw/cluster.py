@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
-from smsgw.adapters.redis import LuaScript
+from smsgw.adapters.lua import LuaScript, reply_text
 
 if TYPE_CHECKING:
     from smsgw.adapters.redis import RedisClient
@@ -116,10 +116,6 @@ return 1
 )
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 @attrs.frozen
 class Membership:
     """The live instances (ids, sorted), of the whole queue and per provider."""
@@ -162,8 +158,8 @@ class Cluster:
         previous, *reply = await self._redis.run_script(
             _HEARTBEAT, keys, [self.instance, _ms(timeout), self.run]
         )
-        lists = [tuple(sorted(_text(m) for m in members)) for members in reply]
-        same_id = previous is not None and _text(previous) != self.run
+        lists = [tuple(sorted(reply_text(m) for m in members)) for members in reply]
+        same_id = previous is not None and reply_text(previous) != self.run
         return Membership(lists[0], dict(zip(providers, lists[1:], strict=True)), same_id)
 
     async def acquire(
@@ -210,7 +206,7 @@ class Cluster:
         reply = await self._redis.command(
             "MGET", *(self._slot_key(provider, i) for i in range(total))
         )
-        return [None if value is None else _text(value) for value in reply]
+        return [None if value is None else reply_text(value) for value in reply]
 
 
 def _ms(seconds: float) -> int:

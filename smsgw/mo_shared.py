@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from smsgw.adapters.lua import LuaScript
+from smsgw.adapters.lua import LuaScript, reply_text
 from smsgw.messages import new_message_ids
 from smsgw.model import InboundPart
 
@@ -85,10 +85,6 @@ def member(key: MessageKey) -> str:
 def _key(text: str) -> MessageKey:
     provider, source, destination, reference, total = json.loads(text)
     return (str(provider), str(source), str(destination), int(reference), int(total))
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class Added(enum.Enum):
@@ -250,7 +246,7 @@ def _claim(reply: Sequence[Any]) -> Claim:
     parts: dict[int, tuple[bytes, int]] = {}
     for i in range(3, len(reply), 3):
         parts[int(reply[i])] = (bytes(reply[i + 2]), int(reply[i + 1]))
-    return Claim(_key(_text(reply[0])), _text(reply[1]), int(reply[2]) == 1, parts)
+    return Claim(_key(reply_text(reply[0])), reply_text(reply[1]), int(reply[2]) == 1, parts)
 
 
 class SharedParts:
@@ -285,9 +281,9 @@ class SharedParts:
                 part.total, self.instance, new_message_ids(1)[0],
             ],
         )  # fmt: skip
-        if _text(reply[0]) == "claimed":
+        if reply_text(reply[0]) == "claimed":
             return _claim(reply[1])
-        return Added(_text(reply[0]))
+        return Added(reply_text(reply[0]))
 
     async def done(self, claim: Claim) -> bool:
         """``claim`` is stored: delete its parts (keeping their digests). False if it was not

@@ -45,6 +45,7 @@ import trio
 from smpp_codec.codec import decode, encode
 from smpp_codec.errors import SmppError
 from smpp_codec.pdu import DataSm, DeliverSm, Pdu
+from smsgw.adapters.lua import reply_text
 
 if TYPE_CHECKING:
     from smsgw.adapters.redis import RedisClient
@@ -86,10 +87,6 @@ def rewound(cursor: str, seconds: float) -> str:
 def _position(entry: str) -> tuple[int, int]:
     millis, _, number = entry.partition("-")
     return int(millis), int(number or 0)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class ReceiptRelay:
@@ -135,7 +132,7 @@ class ReceiptRelay:
                 for provider, pdu in receipts
             ]
         )  # fmt: skip
-        return [_text(reply) for reply in replies]
+        return [reply_text(reply) for reply in replies]
 
     async def read(self, *, block: float) -> list[RelayedReceipt]:
         """The next entries after this instance's cursor, waiting up to ``block`` seconds for
@@ -152,7 +149,7 @@ class ReceiptRelay:
             entries.extend(stream_entries)
         out = []
         for entry_id, fields in entries:
-            entry = _text(entry_id)
+            entry = reply_text(entry_id)
             self._last_read = entry
             try:
                 out.append(self._entry(entry, fields))
@@ -196,24 +193,25 @@ class ReceiptRelay:
         return {i for i, reply in zip(ids, replies, strict=True) if reply}
 
     def _entry(self, entry: str, fields: dict[Any, Any]) -> RelayedReceipt:
-        values = {_text(k): v for k, v in fields.items()}  # redis-py parses an entry to a dict
+        values = {reply_text(k): v for k, v in fields.items()}  # redis-py parses an entry to a dict
         pdu = decode(bytes(values["pdu"]))
         if not isinstance(pdu, DeliverSm | DataSm):
             raise ValueError(f"relayed PDU is a {type(pdu).__name__}")
-        return RelayedReceipt(entry, _text(values["origin"]), _text(values["provider"]), pdu)
+        origin, provider = reply_text(values["origin"]), reply_text(values["provider"])
+        return RelayedReceipt(entry, origin, provider, pdu)
 
     async def _load_cursor(self) -> str:
         if self._cursor is None:
             stored = await self._redis.command("GET", self._cursor_key)
             if stored is not None:
-                self._floor = self._saved = _text(stored)
+                self._floor = self._saved = reply_text(stored)
                 self._cursor = rewound(self._floor, self.rewind)
                 self._written_at = trio.current_time()
             else:
                 # A new instance: nothing relayed before now can be its own. Kept at once, so
                 # that after a restart it reads what was relayed while it was down.
                 last = await self._redis.command("XREVRANGE", self.stream, "+", "-", "COUNT", 1)
-                self._cursor = _text(last[0][0]) if last else START
+                self._cursor = reply_text(last[0][0]) if last else START
                 await self._save_cursor(self._cursor)
         assert self._cursor is not None
         return self._cursor

@@ -1,14 +1,16 @@
-"""A Lua script for Redis, named and hashed: plain data, so the modules that define scripts
-(the queue, the cluster, the shared MO parts) need not import redis-py until they run one
-(through :mod:`smsgw.adapters.redis`)."""
+"""Plain pieces for the modules that talk to Redis (the queue, the cluster, the relay, the
+shared MO parts, the API's shared state): a Lua script, named and hashed, and the reading of a
+reply as text. They need not import redis-py until they run something (through
+:mod:`smsgw.adapters.redis`)."""
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 import attrs
 
-__all__ = ["LuaScript"]
+__all__ = ["LuaScript", "reply_text"]
 
 
 @attrs.frozen
@@ -22,3 +24,8 @@ class LuaScript:
     @sha.default
     def _sha(self) -> str:
         return hashlib.sha1(self.source.encode()).hexdigest()
+
+
+def reply_text(value: Any) -> str:
+    """A reply (redis-py gives bytes, with RESP2) as text."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -16,9 +16,9 @@ a batch (measured on Redis 6.2; docs/operations.md, "Scaling out with Redis").
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from smsgw.adapters.lua import LuaScript
+from smsgw.adapters.lua import LuaScript, reply_text
 
 from .idempotency import ABANDONED_AFTER, KeyReused, Outcome
 
@@ -70,10 +70,6 @@ return 0
 )
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 class RedisAnswers:
     """The :class:`~smsgw.api.idempotency.Answers` of the queue under ``prefix`` in one Redis,
     kept ``window`` seconds. Raises :class:`~smsgw.queue.base.QueueUnavailable` (Redis down or
@@ -100,7 +96,7 @@ class RedisAnswers:
         reply = await self._redis.run_script(
             _CLAIM, [self._key(client, key)], [fp or "", self._window_ms, self._abandoned_ms]
         )
-        what = _text(reply[0])
+        what = reply_text(reply[0])
         if what == "claimed":
             return None
         if what == "pending":
@@ -110,7 +106,7 @@ class RedisAnswers:
                 "this Idempotency-Key was used for a different request "
                 f"in the last {self._window:g}s"
             )
-        return Outcome(int(reply[1]), _text(reply[2]), replayed=True)
+        return Outcome(int(reply[1]), reply_text(reply[2]), replayed=True)
 
     async def remember(self, client: str, key: str, status: int, body: str) -> None:
         await self._redis.run_script(_REMEMBER, [self._key(client, key)], [status, body])

@@ -10,8 +10,8 @@ allowed at most its rate and burst plus what the instances hold: at most
 ``instances * LEASE_SECONDS`` of its rate.
 
 If Redis cannot be reached, each instance falls back to a bucket of its own (the key's whole
-rate), logs it once, and asks Redis again :data:`RETRY_SECONDS` later: a request is not refused,
-nor held up, because the limiter's store is down.
+rate), logs it (:class:`~smsgw.outage.Outage`), and asks Redis again :data:`RETRY_SECONDS` later:
+a request is not refused, nor held up, because the limiter's store is down.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import trio
 
 from smsgw.adapters.lua import LuaScript
 from smsgw.config import ApiKeyConfig
+from smsgw.outage import Outage
 from smsgw.queue.base import QueueError
 
 from .ratelimit import KeyLimiter
@@ -90,8 +91,8 @@ class SharedKeyLimiter:
         self._leases: dict[str, _Lease] = {}
         #: Used while Redis cannot be reached, until Trio time ``_retry_at``.
         self._fallback = KeyLimiter()
-        self._degraded = False
         self._retry_at = -math.inf
+        self._outage = Outage(log, "counting API rate limits in Redis (each instance alone now)")
 
     async def wait_time(self, key: ApiKeyConfig, now: float) -> float:
         """0 and one request counted, or the seconds until the key may make one."""
@@ -108,18 +109,10 @@ class SharedKeyLimiter:
             try:
                 granted, wait = await self._take(key)
             except QueueError as exc:
-                if not self._degraded:
-                    log.warning(
-                        "API rate limits counted by this instance alone, Redis is "
-                        "unavailable: %s",
-                        exc,
-                    )
-                    self._degraded = True
+                self._outage.failed(exc)
                 self._retry_at = trio.current_time() + RETRY_SECONDS
                 return await self._fallback.wait_time(key, now)
-            if self._degraded:
-                log.info("API rate limits counted in Redis again")
-                self._degraded = False
+            self._outage.succeeded()
             if granted == 0:
                 return wait
             lease.tokens, lease.taken_at = granted - 1, trio.current_time()

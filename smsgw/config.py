@@ -267,6 +267,9 @@ class DatabaseConfig:
     #: ... and the longest the writer keeps gathering one batch (a lone write is committed at
     #: once; the interval only caps how long a busy batch keeps growing).
     commit_interval: float = duration_field(0.05, validator=positive_duration())
+    #: How long a write waits for the database's lock while another process holds it (a
+    #: backup, an operator's sqlite3 shell) before it fails as "database unavailable".
+    busy_timeout: float = duration_field(5.0, validator=positive_duration())
 
 
 # --- [[providers]] --------------------------------------------------------------------------

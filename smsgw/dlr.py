@@ -221,6 +221,9 @@ class DlrHandler:
         #: Released parked receipts whose recording failed: tried again by run_expiry.
         self._unrecorded: list[Match[_Parked]] = []
         self._wake = trio.Event()
+        #: Receipts answered with a temporary error because the database did not take them:
+        #: logged once with reminders while it lasts, not a line per receipt.
+        self._not_recorded = Outage(log, "recording receipts (the SMSC sends them again)")
 
     def correlator(self, provider: str) -> Correlator[_Parked]:
         found = self._correlators.get(provider)
@@ -297,16 +300,15 @@ class DlrHandler:
             not_recorded = [(p.provider, i) for i, p, _ in found] + [
                 (p.provider, i) for i, p, _ in unknown
             ]
-            log.warning(
-                "%d receipt(s) not recorded, the SMSC will send them again: %s",
-                len(not_recorded),
-                exc,
-            )
+            self._not_recorded.failed(exc)
+            log.debug("%d receipt(s) not recorded: %s", len(not_recorded), exc)
             for provider, inbound in not_recorded:
                 await self._reply(provider, inbound, RETRY_LATER)
             # Stored when parked, then matched: the SMSC sends them again.
             self._drop_rows([p.seq for _, p, _ in found if p.seq is not None])
             found = []
+        else:
+            self._not_recorded.succeeded()
         for provider, inbound in answered:
             await self._reply(provider, inbound, 0)
         for inbound, parked, _part in found:

@@ -62,6 +62,7 @@ from smsgw.messages import (
 from smsgw.metrics import Metrics
 from smsgw.mo import MoHandler
 from smsgw.model import MessageStatus, StatusEvent
+from smsgw.outage import Outage
 from smsgw.payload import MessagePayload, encode_payload
 from smsgw.processor import Processor, ProviderStatsBuffer, Settings, new_message
 from smsgw.providers import ProviderManager
@@ -70,7 +71,14 @@ from smsgw.queue.base import NewMessage as QueueEntry
 from smsgw.queue.sqlite import open_sqlite_queue
 from smsgw.routing import MessageAttrs, NoRoute, Router
 from smsgw.smpp.inbound import Inbound
-from smsgw.storage import DuplicateId, Store, StoreError, UnknownMessage, open_store
+from smsgw.storage import (
+    DuplicateId,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    UnknownMessage,
+    open_store,
+)
 from smsgw.supervise import Supervisor
 from smsgw.webhooks import WebhookDeliverer
 
@@ -190,6 +198,7 @@ class Gateway:
                     commit_interval=config.database.commit_interval,
                     max_batch=config.database.batch_size,
                     clock=self._clock,
+                    busy_timeout=config.database.busy_timeout,
                 ) as store,
             ):
                 await self._serve(config, queue, store, relay, mo_parts, shared, task_status)
@@ -732,16 +741,26 @@ class Gateway:
 
     async def _flush_stats_forever(self) -> None:
         assert self._store is not None
+        outage = Outage(log, "writing provider statistics (kept for the next try)")
         while True:
             await trio.sleep(STATS_INTERVAL)
-            await self._stats_buffer.flush(self._store)
+            try:
+                await self._stats_buffer.flush(self._store)
+            except StoreUnavailable as exc:
+                outage.failed(exc)
+            else:
+                outage.succeeded()
 
     async def _prune_forever(self) -> None:
         assert self._store is not None
         while True:
             await trio.sleep(self.config.database.prune_interval)
             cutoff = self._clock() - self.config.database.retention_days * 86400.0
-            report = await self._store.prune(cutoff)
+            try:
+                report = await self._store.prune(cutoff)
+            except StoreUnavailable as exc:
+                log.warning("retention: pruning failed, trying at the next interval: %s", exc)
+                continue
             log.info("retention: %s", report)
 
 

@@ -151,6 +151,11 @@ class MoHandler:
         #: tried again by run_expiry.
         self._unstored_claims: list[Claim] = []
         self._undone: list[Claim] = []
+        #: Inbound messages and parts the database did not take: logged once with reminders
+        #: while it lasts, not a line per message.
+        self._not_stored = Outage(
+            log, "storing inbound messages (each is asked for again, or kept and tried again)"
+        )
 
     @property
     def pending(self) -> int:
@@ -206,14 +211,15 @@ class MoHandler:
             stored = await self._store.store_inbound_part(part)
         except StoreError as exc:
             self._counters.mo_store_failures += 1
-            log.warning(
+            self._not_stored.failed(exc)
+            log.debug(
                 "part of an inbound message from %s not stored, the SMSC will send it again: %s",
                 provider,
                 exc,
-                extra={"provider": provider},
             )
             await self._reply(provider, inbound, RETRY_LATER)
             return
+        self._not_stored.succeeded()
         await self._reply(provider, inbound, 0)
         await self._add(stored)
 
@@ -385,14 +391,10 @@ class MoHandler:
             return True
         except StoreError as exc:
             self._counters.mo_store_failures += 1
-            log.warning(
-                "inbound message from %s not stored, %s: %s",
-                message.provider,
-                then,
-                exc,
-                extra={"provider": message.provider},
-            )
+            self._not_stored.failed(exc)
+            log.debug("inbound message from %s not stored, %s: %s", message.provider, then, exc)
             return False
+        self._not_stored.succeeded()
         self._counters.mo_received += 1
         self._metrics.inbound_stored(message.provider, message.complete)
         if notifications:

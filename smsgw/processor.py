@@ -90,7 +90,14 @@ from smsgw.routing import (
     next_provider,
 )
 from smsgw.status_batch import StatusBatcher
-from smsgw.storage import DuplicateId, MessageStateError, Store, StoreError, UnknownMessage
+from smsgw.storage import (
+    DuplicateId,
+    MessageStateError,
+    Store,
+    StoreError,
+    StoreUnavailable,
+    UnknownMessage,
+)
 from smsgw.storage.writes import RecordResult
 
 __all__ = ["MAX_INLINE_THROTTLES", "Processor", "ProviderStatsBuffer", "Settings", "reference_for"]
@@ -107,6 +114,9 @@ HEALTH_TTL = 0.1
 SHARED_ROW = "accepted (row written here from the shared queue)"
 #: Why a failed part of a replayed message goes back to "queued" when it is leased.
 _REOPENED = "replayed from the dead-letter queue (on another instance)"
+#: First and longest pause between two tries of recording a part the SMSC accepted while the
+#: database is unavailable (:meth:`Processor._record_accepted`).
+_RECORD_RETRY = (0.1, 2.0)
 #: Longest time spent acking and giving back a batch's messages (shielded from cancellation).
 _SETTLE_TIMEOUT = 5.0
 
@@ -163,6 +173,8 @@ class ProviderStatsBuffer:
             bucket[name] += value
 
     async def flush(self, store: Store) -> None:
+        """Write the counts gathered since the last flush. If the store does not take them,
+        they are kept (added to those of the next flush) and the store's error is raised."""
         pending, self._pending = self._pending, defaultdict(lambda: defaultdict(float))
         deltas = [
             ProviderStatsDelta(
@@ -177,8 +189,14 @@ class ProviderStatsBuffer:
             )
             for provider, c in pending.items()
         ]
-        if deltas:
+        if not deltas:
+            return
+        try:
             await store.record_provider_stats(deltas)
+        except StoreError:
+            for provider, counts in pending.items():
+                self.add(provider, **counts)
+            raise
 
 
 class _Verdict(enum.Enum):
@@ -277,6 +295,11 @@ class Processor:
         self._healthy = CachedHealth(manager.healthy, ttl=HEALTH_TTL, clock=trio.current_time)
         #: Idle polling: from this interval, doubling up to the maximum while the queue is empty.
         self.idle_poll = (0.005, 0.25)
+        # Failures that every message meets while the database or the queue is unavailable:
+        # logged once, with reminders, not a line per message (smsgw.outage).
+        self._given_back = Outage(log, "processing messages (given back to the queue)")
+        self._recording = Outage(log, "recording parts the SMSC accepted (trying again)")
+        self._extending = Outage(log, "extending leases")
 
     def update(self, settings: Settings) -> None:
         self.settings = settings
@@ -410,7 +433,10 @@ class Processor:
                     self._counters.leases_lost += 1
                     log.warning("lease of %s expired while it was worked on", lease.message.id)
                 except QueueError as exc:
-                    log.warning("could not extend the lease of %s: %s", lease.message.id, exc)
+                    self._extending.failed(exc)
+                    log.debug("could not extend the lease of %s: %s", lease.message.id, exc)
+                else:
+                    self._extending.succeeded()
 
     async def _process_lease(
         self,
@@ -425,7 +451,8 @@ class Processor:
             # Storage or queue trouble: give the message back for later (best effort; if that
             # fails too, its lease expires).
             self._counters.processing_errors += 1
-            log.warning("message %s given back after an error: %s", lease.message.id, exc)
+            self._given_back.failed(exc)
+            log.debug("message %s given back after an error: %s", lease.message.id, exc)
             finished.add(lease.message.id)
             with contextlib.suppress(QueueError):
                 await self._nack(lease, delay=1.0, reason=f"gateway error: {exc}")
@@ -754,7 +781,7 @@ class Processor:
             parked.extend(self._dlr.expect(provider, smsc_id, config.message_id_format, ref))
 
         try:
-            await self._write(job, [mapping], [event], handed_over=handed_over)
+            await self._record_accepted(job, mapping, event, handed_over)
         except MessageIdError as exc:
             # Refused before anything was written: record the event alone.
             log.warning(
@@ -770,6 +797,35 @@ class Processor:
             return
         job.row_known = True
         await self._dlr.apply_parked(parked)
+
+    async def _record_accepted(
+        self,
+        job: _Job,
+        mapping: SmscIdMapping,
+        event: StatusEvent,
+        handed_over: Callable[[], None],
+    ) -> None:
+        """Write the SMSC id of a part the SMSC accepted, with its "submitted" event.
+
+        The SMSC has the part now: if this write is lost, the message comes back and the part
+        is sent again, a second SMS on the handset. So while the database is unavailable
+        (locked beyond its busy timeout, disk full), the write is tried again, for up to the
+        queue's ``visibility_timeout`` (the batch keeps the lease alive meanwhile), and only
+        then given up (the message is given back, as for any store error)."""
+        give_up_at = trio.current_time() + self.settings.config.queue.visibility_timeout
+        pause, longest = _RECORD_RETRY
+        while True:
+            try:
+                await self._write(job, [mapping], [event], handed_over=handed_over)
+            except StoreUnavailable as exc:
+                if trio.current_time() + pause > give_up_at:
+                    raise
+                self._recording.failed(exc)
+                await trio.sleep(pause)
+                pause = min(longest, pause * 2)
+                continue
+            self._recording.succeeded()
+            return
 
     # -- outcomes --------------------------------------------------------------------------
 

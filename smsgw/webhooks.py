@@ -40,8 +40,9 @@ import trio
 
 from .config import WebhooksConfig
 from .model import Notification
+from .outage import Outage
 from .signing import sign
-from .storage.errors import StoreError
+from .storage.errors import StoreError, StoreUnavailable
 from .webhook_http import DeliveryFailed, HttpPool
 
 __all__ = [
@@ -138,6 +139,9 @@ def request_body(notification: Notification, event: str) -> bytes:
     ).encode("utf-8")
 
 
+#: First and longest pause before outcomes the database did not take are written again, while
+#: no new outcome comes to be written with them (seconds).
+RECORD_RETRY = (0.1, 5.0)
 #: The shortest wait before a notification is tried again (seconds).
 MIN_RETRY_DELAY = 0.1
 
@@ -193,6 +197,23 @@ class Attempt:
     notification: Notification
     event_id: str
     error: str | None
+
+
+@attrs.define
+class _Unwritten:
+    """The outcomes of one write that the database was unavailable for (to try again), and
+    its error. Those refused for another reason are logged and dropped: their rows stay
+    pending and are sent again (at least once)."""
+
+    attempts: list[Attempt] = attrs.Factory(list)
+    error: StoreUnavailable | None = None
+
+    def add(self, attempts: Sequence[Attempt], error: StoreError) -> None:
+        if isinstance(error, StoreUnavailable):
+            self.attempts.extend(attempts)
+            self.error = error
+        else:
+            log.warning("webhooks: %d outcome(s) not recorded: %s", len(attempts), error)
 
 
 @attrs.frozen
@@ -256,6 +277,8 @@ class WebhookDeliverer:
         self._wake = trio.Event()
         self._pools: set[HttpPool] = set()  # made by this deliverer and in use now
         self._in_flight: set[int] = set()
+        #: Outcomes the database did not take: logged once with reminders while it lasts.
+        self._not_recorded = Outage(log, "recording webhook outcomes (kept and tried again)")
         self._delivered = 0
         self._failed = 0
         self._gave_up = 0
@@ -345,20 +368,41 @@ class WebhookDeliverer:
                 await done.send(await self._attempt(client, notification))
 
     async def _recorder(self, done: trio.MemoryReceiveChannel[Attempt]) -> None:
-        """Write the outcomes that arrived while the previous write was under way, together."""
+        """Write the outcomes that arrived while the previous write was under way, together.
+
+        An outcome the store does not take (the database is unavailable: locked, disk full) is
+        kept and written with the next ones, or after a pause (doubling, up to
+        :data:`RECORD_RETRY`'s longest) if none come. Its row stays in flight meanwhile, so the
+        poller, which still reads it as due, does not POST it again and again while the
+        database is down. If the gateway stops first, the row is sent again after the restart
+        (at least once)."""
+        unwritten: list[Attempt] = []
+        pause = RECORD_RETRY[0]
         async with done:
-            async for first in done:
-                batch = [first]
+            while True:
+                batch, unwritten = unwritten, []
+                if batch:
+                    with trio.move_on_after(pause), contextlib.suppress(trio.EndOfChannel):
+                        batch.append(await done.receive())
+                else:
+                    try:
+                        batch.append(await done.receive())
+                    except trio.EndOfChannel:
+                        return
                 while True:
                     try:
                         batch.append(done.receive_nowait())
-                    except trio.WouldBlock:
+                    except (trio.WouldBlock, trio.EndOfChannel):
                         break
+                written = False
                 try:
-                    await self._record(batch)
+                    written = bool(await self._record(batch, kept=unwritten))
                 finally:
+                    kept = {attempt.notification.seq for attempt in unwritten}
                     for attempt in batch:
-                        self._in_flight.discard(attempt.notification.seq)
+                        if attempt.notification.seq not in kept:
+                            self._in_flight.discard(attempt.notification.seq)
+                pause = RECORD_RETRY[0] if written else min(RECORD_RETRY[1], pause * 2)
 
     @contextlib.asynccontextmanager
     async def _client_in_use(self) -> AsyncIterator[WebhookClient]:
@@ -380,29 +424,43 @@ class WebhookDeliverer:
         error = await self._post(client, notification, event)
         return Attempt(notification, event, error)
 
-    async def _record(self, attempts: Sequence[Attempt]) -> list[Outcome]:
+    async def _record(
+        self, attempts: Sequence[Attempt], *, kept: list[Attempt] | None = None
+    ) -> list[Outcome]:
         """Write the outcomes of ``attempts``, concurrently so that the store commits them
         together: the delivered rows (only those that got a 2xx) in one call, each failed one
-        with its next attempt (or none: given up). An outcome that cannot be written is logged
-        and left out: its row stays pending and is sent again (at least once)."""
+        with its next attempt (or none: given up); the outcomes written. One that cannot be
+        written is left out (its row stays pending and is sent again: at least once), and
+        added to ``kept`` if the database was unavailable (to try writing it again)."""
         now = self._clock()
         outcomes: list[Outcome] = []
+        unwritten = _Unwritten()
         delivered = [a for a in attempts if a.error is None]
         async with trio.open_nursery() as nursery:
             if delivered:
-                nursery.start_soon(self._record_delivered, delivered, now, outcomes)
+                nursery.start_soon(self._record_delivered, delivered, now, outcomes, unwritten)
             for attempt in attempts:
                 if attempt.error is not None:
-                    nursery.start_soon(self._record_failure, attempt, now, outcomes)
+                    nursery.start_soon(self._record_failure, attempt, now, outcomes, unwritten)
+        if unwritten.error is not None:
+            self._not_recorded.failed(unwritten.error)
+            if kept is not None:
+                kept.extend(unwritten.attempts)
+        elif outcomes:
+            self._not_recorded.succeeded()
         return outcomes
 
     async def _record_delivered(
-        self, attempts: list[Attempt], now: float, outcomes: list[Outcome]
+        self,
+        attempts: list[Attempt],
+        now: float,
+        outcomes: list[Outcome],
+        unwritten: _Unwritten,
     ) -> None:
         try:
             await self._store.complete_notifications([a.notification.seq for a in attempts], at=now)
         except StoreError as exc:
-            log.warning("webhooks: %d delivery(ies) not recorded: %s", len(attempts), exc)
+            unwritten.add(attempts, exc)
             return
         self._delivered += len(attempts)
         for attempt in attempts:
@@ -410,7 +468,9 @@ class WebhookDeliverer:
             if self._metrics is not None:
                 self._metrics.webhook_result(True)
 
-    async def _record_failure(self, attempt: Attempt, now: float, outcomes: list[Outcome]) -> None:
+    async def _record_failure(
+        self, attempt: Attempt, now: float, outcomes: list[Outcome], unwritten: _Unwritten
+    ) -> None:
         notification, error = attempt.notification, attempt.error
         assert error is not None
         retry_at = next_attempt_at(
@@ -425,7 +485,7 @@ class WebhookDeliverer:
                 notification.seq, error=error, next_attempt_at=retry_at, at=now
             )
         except StoreError as exc:
-            log.warning("webhook %s: failed attempt not recorded: %s", notification.seq, exc)
+            unwritten.add([attempt], exc)
             return
         outcomes.append(Outcome(notification.seq, attempt.event_id, error, retry_at))
         self._failed += 1

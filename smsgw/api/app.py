@@ -552,6 +552,9 @@ class ApiApp:
         with trio.move_on_after(5.0):
             try:
                 await gateway.store.list_messages(limit=1)
+                # Reads work on a full disk too: after writes failed, a write must work.
+                if gateway.store.writes_failing:
+                    await gateway.store.probe_write()
                 checks["storage"] = True
             except (GatewayNotRunning, StoreError):
                 pass

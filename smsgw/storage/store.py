@@ -479,6 +479,18 @@ class Store:
         if payload:
             await self._writer.submit(writes.RECORD_PROVIDER_STATS, payload)
 
+    @property
+    def writes_failing(self) -> bool:
+        """The database refused the last transaction as unavailable (locked beyond the busy
+        timeout, disk full...), and none has committed since."""
+        return self._writer.failing_since is not None
+
+    async def probe_write(self) -> None:
+        """A write that changes nothing, through the writer: returns once committed, raises
+        :class:`StoreUnavailable` if the database cannot take writes now (and clears
+        :attr:`writes_failing` if it can)."""
+        await self._writer.submit(writes.PROBE, None)
+
     async def prune(self, older_than: float, *, batch_size: int = 500) -> PruneReport:
         """Delete final messages, inbound messages, finished notifications and statistics older
         than ``older_than`` (epoch seconds), ``batch_size`` rows per transaction

@@ -180,6 +180,9 @@ class Writer:
         self._failed = 0
         self._retried = 0
         self._largest = 0
+        #: Trio time the database began refusing writes (unavailable: locked beyond the busy
+        #: timeout, disk full); None while the last transaction committed.
+        self.failing_since: float | None = None
 
     @property
     def closed(self) -> bool:
@@ -318,6 +321,7 @@ class Writer:
         try:
             outcomes = await self._together(ordered)
         except DatabaseUnavailable as exc:
+            self._unavailable()
             self._fail_all(ordered, exc)
             return
         except Exception:  # noqa: BLE001 -- any other failure: find the request(s) causing it
@@ -325,10 +329,17 @@ class Writer:
             try:
                 outcomes = await self._one_by_one(ordered)
             except DatabaseError as exc:
+                if isinstance(exc, DatabaseUnavailable):
+                    self._unavailable()
                 self._fail_all(ordered, exc)
                 return
+        self.failing_since = None
         for request, outcome in zip(ordered, outcomes, strict=True):
             self._settle(request, outcome)
+
+    def _unavailable(self) -> None:
+        if self.failing_since is None:
+            self.failing_since = trio.current_time()
 
     async def _together(self, ordered: list[_Request]) -> list[Any]:
         groups = [

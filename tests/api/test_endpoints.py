@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
@@ -298,6 +299,37 @@ async def test_not_ready_without_a_bound_provider(nursery: trio.Nursery, tmp_pat
         ready = await client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["checks"] == ready_checks(provider_bound=False)
+    await api.stop()
+
+
+async def test_not_ready_while_the_database_refuses_writes(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """Reads work on a full disk: once a write failed (here: another process holds the write
+    lock beyond the busy timeout), ``storage`` is false until a probe write commits again, so
+    a load balancer stops sending submissions that could only get 503."""
+    _, port = await start_simulator(nursery)
+    config = gateway_config(tmp_path, [provider("sim", port)])
+    config = attrs.evolve(config, database=attrs.evolve(config.database, busy_timeout=0.3))
+    api = await start_api(nursery, config)
+    await wait_bound(api)
+    body = {"to": TO, "from": "ACME", "text": "hi"}
+    async with api.client() as probe, api.client(SEND_KEY) as client:
+        assert (await probe.get("/readyz")).status_code == 200
+        other = sqlite3.connect(config.database_path, isolation_level=None, timeout=10)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            refused = await client.post("/messages", json=body)
+            assert refused.status_code == 503, refused.text
+            ready = await probe.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.json()["checks"] == ready_checks(storage=False)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        ready = await probe.get("/readyz")
+        assert ready.status_code == 200, ready.json()
+        assert (await client.post("/messages", json=body)).status_code == 202
     await api.stop()
 
 

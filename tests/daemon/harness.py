@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -33,6 +34,7 @@ from smsgw.config import load_config
 from smsgw.gateway import Gateway
 from smsgw.messages import Accepted, SubmitRequest
 from smsgw.model import MessageStatus
+from smsgw.simulator import Simulator
 from smsgw.storage import open_store
 
 LogRecord = dict[str, Any]
@@ -44,7 +46,10 @@ START_TIMEOUT = 30.0
 class DaemonProcess:
     """One ``smsgw run`` child process. Use inside a nursery: ``await nursery.start(d.run)``."""
 
-    def __init__(self, config: Path, *args: str) -> None:
+    def __init__(self, config: Path, *args: str, file_size_limit: int | None = None) -> None:
+        #: RLIMIT_FSIZE of the process, in bytes: a file it writes cannot grow past this (the
+        #: write fails with EFBIG: a full disk, for that process alone). None: unlimited.
+        self.file_size_limit = file_size_limit
         self.argv = [
             sys.executable,
             "-m",
@@ -68,7 +73,12 @@ class DaemonProcess:
         """Start the process, read its stderr until it closes, then reap it."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = await trio.lowlevel.open_process(
-            self.argv, cwd=self.cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            self.argv,
+            cwd=self.cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=self._limit if self.file_size_limit is not None else None,
         )
         self._process = process
         task_status.started(self)
@@ -93,6 +103,12 @@ class DaemonProcess:
                     await process.wait()
             self._exited.set()
             self._wake()
+
+    def _limit(self) -> None:
+        """In the child, before exec: Python ignores SIGXFSZ, so a write past the limit fails
+        with EFBIG instead of killing the process."""
+        assert self.file_size_limit is not None
+        resource.setrlimit(resource.RLIMIT_FSIZE, (self.file_size_limit, self.file_size_limit))
 
     def _take(self, line: str) -> None:
         if not line.strip():
@@ -163,6 +179,16 @@ async def poll(predicate: Callable[[], bool], timeout: float, what: str) -> None
             await trio.sleep(0.02)
         return
     raise AssertionError(f"no {what} within {timeout}s")
+
+
+def receipts_settled(sim: Simulator) -> bool:
+    """Every receipt the simulator had to send is sent and answered (or failed: a dead
+    connection's, which it sends again while ``receipts.attempts`` allow)."""
+    stats = sim.stats
+    return (
+        stats.receipts_queued + stats.receipts_scheduled == 0
+        and stats.receipts_sent == stats.receipts_acked + stats.receipts_failed
+    )
 
 
 async def enqueue(

@@ -38,6 +38,7 @@ from .harness import (
     enqueue,
     poll,
     provider_toml,
+    receipts_settled,
     statuses,
     write_config,
 )
@@ -105,14 +106,7 @@ async def test_sigkill_mid_traffic_loses_nothing(tmp_path: Path) -> None:
                 while count_with_status(config, MessageStatus.DELIVERED) < COUNT:
                     await trio.sleep(0.1)
             # Every receipt written and answered (or failed with the killed connection).
-            await poll(
-                lambda: (
-                    (stats := sim.stats).receipts_queued + stats.receipts_scheduled == 0
-                    and stats.receipts_sent == stats.receipts_acked + stats.receipts_failed
-                ),
-                30,
-                "every receipt answered",
-            )
+            await poll(lambda: receipts_settled(sim), 30, "every receipt answered")
             second.signal(signal.SIGTERM)
             assert await second.wait_exit(60) == 0
             nursery.cancel_scope.cancel()

@@ -278,6 +278,35 @@ async def test_writes_sent_before_close_are_committed(db_path: Path, clock: Fake
     assert read(db_path, "SELECT count(*) FROM messages") == [(20,)]
 
 
+async def test_writes_failing_is_set_by_an_unavailable_database_and_cleared_by_a_commit(
+    db_path: Path, clock: FakeClock
+) -> None:
+    """``writes_failing`` (what ``/readyz`` reads): false until a transaction fails as
+    unavailable, then true until one commits; ``probe_write`` is such a transaction, and
+    changes no row."""
+    with trio.fail_after(30):
+        async with open_store(db_path, clock=clock, busy_timeout=0.05) as store:
+            await store.create_messages([msg("m0")])
+            assert not store.writes_failing
+            before = read(db_path, "SELECT * FROM schema_version ORDER BY 1, 2")
+            blocker = sqlite3.connect(db_path, isolation_level=None)
+            try:
+                blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+                with pytest.raises(StoreUnavailable):
+                    await store.create_messages([msg("m1")])
+                assert store.writes_failing
+                with pytest.raises(StoreUnavailable):
+                    await store.probe_write()
+                assert store.writes_failing
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+            await store.probe_write()
+            assert not store.writes_failing
+            assert read(db_path, "SELECT * FROM schema_version ORDER BY 1, 2") == before
+            assert read(db_path, "SELECT id FROM messages") == [("m0",)]
+
+
 async def test_an_unusable_path_is_reported(tmp_path: Path) -> None:
     with trio.fail_after(30), pytest.raises(StoreUnavailable):
         async with open_store(tmp_path / "no such dir" / "db.sqlite3"):

@@ -8,6 +8,9 @@ the tests move, so the order of attempts is exact; the requests themselves run i
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
+from pathlib import Path
 
 import pytest
 import trio
@@ -17,7 +20,7 @@ from smsgw.config import WebhookSecret
 from smsgw.metrics import Metrics
 from smsgw.model import NotificationState
 from smsgw.signing import verify
-from smsgw.storage import Store
+from smsgw.storage import Store, open_store
 from smsgw.webhooks import (
     EVENT_ID_HEADER,
     SIGNATURE_HEADER,
@@ -248,3 +251,40 @@ async def test_an_unusable_target_is_a_failed_attempt_not_a_crash(
     with trio.fail_after(30):
         (outcome,) = (await WebhookDeliverer(store, settings(), clock=clock).deliver_due()).outcomes
     assert outcome.error is not None and outcome.retry_at == START + 10
+
+
+async def test_a_delivery_the_database_does_not_take_is_kept_not_posted_again(
+    tmp_path: Path,
+    receiver: Receiver,
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The database is locked by another process (as a full disk fails every write) when the
+    deliveries are to be recorded. Their rows, still pending, are read as due at every poll:
+    they must not be POSTed again and again meanwhile. Once the lock goes, the kept outcomes
+    are written: each row delivered, each POSTed once, and the log said it once."""
+    path = tmp_path / "gw.sqlite3"
+    caplog.set_level(logging.INFO, logger="smsgw.webhooks")
+    async with open_store(path, clock=clock, synchronous="NORMAL", busy_timeout=0.2) as store:
+        await store.enqueue_notifications(notifications(receiver.url, 3))
+        deliverer = WebhookDeliverer(store, settings(poll_interval=0.02), clock=clock)
+        other = sqlite3.connect(path, isolation_level=None, timeout=10)
+        other.execute("BEGIN IMMEDIATE")  # the write lock, until ROLLBACK
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(deliverer.run)
+                while len(receiver.received) < 3:
+                    await trio.sleep(0.02)
+                await trio.sleep(1.5)  # dozens of polls; several failed writes of the outcomes
+                assert len(receiver.received) == 3
+                assert (await states(store))[NotificationState.PENDING] == 3  # reads work
+                other.execute("ROLLBACK")
+                other.close()
+                while (await states(store))[NotificationState.DELIVERED] < 3:
+                    await trio.sleep(0.02)
+                nursery.cancel_scope.cancel()
+    assert len(receiver.received) == 3
+    lines = [r.getMessage() for r in caplog.records if r.name == "smsgw.webhooks"]
+    assert len(lines) == 2, lines
+    assert lines[0].startswith("recording webhook outcomes (kept and tried again) failed")
+    assert "works again" in lines[1]

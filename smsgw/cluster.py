@@ -39,20 +39,26 @@ if TYPE_CHECKING:
 __all__ = ["Cluster", "Membership"]
 
 # KEYS: the instance's run key, then member sets; ARGV: instance, timeout (ms), run token.
-# Writes the token to the run key (returning the one it held), refreshes the caller's entry in
-# every set, drops the expired ones, and returns each set's members after the old token.
+# Drops the expired entries of every set, writes the token to the run key (returning the one it
+# held), refreshes the caller's entry in every set, and returns each set's members after the
+# old token. The drop comes first: Redis refuses only a script's first write when it is out of
+# memory (maxmemory, noeviction) and lets the rest run, so the heartbeat, which grows nothing
+# once the instance is listed, goes on while Redis is full (else every instance would close its
+# connections after instance_timeout, and stop draining the queue that fills Redis).
 _HEARTBEAT = LuaScript(
     "cluster heartbeat",
     """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local timeout = tonumber(ARGV[2])
+for i = 2, #KEYS do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+end
 local out = {redis.call('GET', KEYS[1])}
 redis.call('SET', KEYS[1], ARGV[3], 'PX', timeout)
 for i = 2, #KEYS do
   local key = KEYS[i]
   redis.call('ZADD', key, now + timeout, ARGV[1])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
   redis.call('PEXPIRE', key, 2 * timeout)
   out[i] = redis.call('ZRANGE', key, 0, -1)
 end

@@ -4,10 +4,16 @@ lost and taken back as documented."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+import redis as redis_sync
 import trio
 
-from smsgw.adapters.redis import RedisClient
+from smsgw.adapters.redis import RedisClient, open_redis
 from smsgw.cluster import Cluster
+from smsgw.queue.base import QueueUnavailable
+from smsgw.testing.redis import RedisServer
 
 
 async def test_members_are_listed_until_they_leave_or_expire(
@@ -91,3 +97,38 @@ async def test_two_runs_of_one_instance_id_are_told_apart(redis: RedisClient, pr
         await second.leave(["p"], everything=True)
         again = Cluster(redis, prefix, "a")
         assert not (await again.heartbeat(["p"], timeout=30)).same_id
+
+
+async def test_the_heartbeat_and_slot_renewals_go_on_while_redis_is_full(tmp_path: Path) -> None:
+    """Redis at ``maxmemory`` with ``noeviction`` (what docs/queue.md asks for) refuses writes
+    that could grow it. An instance already listed grows nothing by beating: if its heartbeat
+    were refused, every instance would close its connections after ``instance_timeout`` and
+    stop draining the queue that fills Redis. Joining (a new entry, a new slot) may be refused."""
+    with RedisServer.start(tmp_path, appendonly=False) as server:
+        async with open_redis(server.url) as redis:
+            a, b = Cluster(redis, "p", "a"), Cluster(redis, "p", "b")
+            with trio.fail_after(20):
+                await a.heartbeat(["sms"], timeout=30)
+                assert await a.acquire("sms", [0, 1], 1, ttl=30) == [0]
+                await trio.to_thread.run_sync(_fill, server.url)
+                for _ in range(3):
+                    seen = await a.heartbeat(["sms"], timeout=30)
+                    assert seen.instances == ("a",) and seen.by_provider == {"sms": ("a",)}
+                    assert await a.renew("sms", {0}, ttl=30) == {0}
+                with pytest.raises(QueueUnavailable, match="maxmemory"):
+                    await b.acquire("sms", [1], 1, ttl=30)
+
+
+def _fill(url: str) -> None:
+    """Write 500 kB, then set ``maxmemory`` 100 kB below what is used: Redis is full (and stays
+    so, whatever small amounts the test's own calls move)."""
+    client = redis_sync.Redis.from_url(url, socket_timeout=5)
+    try:
+        for i in range(500):
+            client.set(f"junk:{i}", b"x" * 1000)
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", client.info("memory")["used_memory"] - 100_000)
+        with pytest.raises(redis_sync.exceptions.OutOfMemoryError):
+            client.set("one-more", b"x")
+    finally:
+        client.close()

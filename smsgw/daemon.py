@@ -50,6 +50,7 @@ from . import __version__, logs
 from .adapters.sqlite import DatabaseError, DatabaseUnavailable
 from .check_config import advice, print_ok, summary
 from .config import ConfigError, GatewayConfig, LogFormat, LogLevel, load_config
+from .errors import SetupError, lone
 from .queue.base import QueueUnavailable
 from .sdnotify import SystemdNotifier, watchdog_pings
 from .storage.errors import SchemaError, StoreUnavailable
@@ -119,6 +120,31 @@ def exit_code_for(exc: BaseException) -> ExitCode:
     if isinstance(exc, SchemaError | DatabaseError | OSError):
         return ExitCode.UNAVAILABLE
     return ExitCode.SOFTWARE
+
+
+def describe_error(exc: BaseException) -> str:
+    """What went wrong, in one line: the message of each exception at the leaves of the group
+    ``exc`` (a lone one as is), with its type when that says something the message does not."""
+    leaves: list[BaseException] = []
+
+    def collect(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                collect(inner)
+        else:
+            leaves.append(error)
+
+    collect(exc)
+    parts = []
+    for leaf in leaves:
+        text = str(leaf) or type(leaf).__name__
+        parts.append(text if isinstance(leaf, SetupError) else f"{type(leaf).__name__}: {text}")
+    return "; ".join(dict.fromkeys(parts))
+
+
+class ListenError(SetupError):
+    """A listener (API, metrics) could not be opened: the message names the address and the
+    configuration keys."""
 
 
 #: What a reload cannot change in a running gateway: storage, queue backend, listeners,
@@ -240,9 +266,13 @@ class Daemon:
                     nursery.cancel_scope.cancel()
             except Exception as exc:  # the exception groups out of the nursery tree
                 code = exit_code_for(exc)
+                reason = describe_error(exc)
+                # A bug gets its traceback; a resource the gateway cannot use (a port in use, a
+                # directory it cannot create, an unavailable database) gets one line saying so.
                 log.critical(
-                    "the gateway stopped on an error",
-                    exc_info=exc,
+                    "the gateway stopped on an error: %s",
+                    reason,
+                    exc_info=exc if code is ExitCode.SOFTWARE else None,
                     extra={"exit_code": int(code)},
                 )
         if self.forced is not None:
@@ -322,12 +352,16 @@ class Daemon:
             serve: Callable[..., Awaitable[None]] = functools.partial(
                 serve_metrics, gateway.metrics, m.listen, m.port, path=m.path
             )
-            binds: list[str] = await nursery.start(serve)
+            binds: list[str] = await _listening(
+                nursery, serve, f"the metrics on {m.listen}:{m.port} ([metrics] listen, port)"
+            )
             urls["metrics"] = binds[0] + m.path
         elif m.enabled:
             routes[m.path] = metrics_app(gateway.metrics, path=m.path)
-        self.api_port = await nursery.start(
-            functools.partial(serve_api, gateway, config, extra_routes=routes)
+        self.api_port = await _listening(
+            nursery,
+            functools.partial(serve_api, gateway, config, extra_routes=routes),
+            f"the API on {config.api.listen}:{config.api.port} ([api] listen, port)",
         )
         host = config.api.listen
         api = f"http://{f'[{host}]' if ':' in host else host}:{self.api_port}"
@@ -488,6 +522,20 @@ def main(argv: Iterable[str] | None = None) -> int:
         return trio.run(Daemon(path, config, overrides).run)
     except KeyboardInterrupt:  # SIGINT before the signal receiver was in place
         return forced_exit_code(signal.SIGINT)
+
+
+async def _listening(
+    nursery: trio.Nursery, serve: Callable[..., Awaitable[None]], what: str
+) -> Any:
+    """``nursery.start(serve)``; a socket error while opening it (the address is in use, or not
+    this host's) is a :class:`ListenError` naming ``what``."""
+    try:
+        return await nursery.start(serve)
+    except Exception as exc:  # a socket error is told apart; anything else is re-raised
+        error = lone(exc)  # out of the nurseries between here and the socket
+        if not isinstance(error, OSError):
+            raise
+        raise ListenError(f"cannot serve {what}: {error.strerror or error}") from exc
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ import trio
 from smpp_codec.segment import SplitMode
 from smsgw.config import GatewayConfig, ProviderConfig, QueueBackend
 from smsgw.dlr import DlrHandler, Notifier
+from smsgw.errors import SetupError
 from smsgw.messages import (
     Accepted,
     Counters,
@@ -186,8 +187,18 @@ class Gateway:
         self._started = True
         config = self.config
         try:
-            for path in (config.queue_path, config.database_path):
-                path.parent.mkdir(parents=True, exist_ok=True)
+            keys = {
+                config.queue_path: "[queue.embedded] path",
+                config.database_path: "[database] path",
+            }
+            for path, key in keys.items():
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise SetupError(
+                        f"cannot create {path.parent} for {path.name} ([gateway] state_dir,"
+                        f" or {key}): {exc.strerror or exc}"
+                    ) from exc
             async with (
                 self._open_queue(config) as queue,
                 self._open_relay(config) as relay,

@@ -32,6 +32,7 @@ from smsgw.adapters.sqlite import (
     open_sqlite,
 )
 from smsgw.correlation import SmscKey, receipt_key, resp_key
+from smsgw.errors import lone
 from smsgw.model import (
     Event,
     InboundMessage,
@@ -649,16 +650,6 @@ class Store:
         return [ProviderStats(*row) for row in rows]
 
 
-def _lone(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
-    """The one exception in a nest of single-exception groups, or None."""
-    inner: BaseException = group
-    while isinstance(inner, BaseExceptionGroup):
-        if len(inner.exceptions) != 1:
-            return None
-        inner = inner.exceptions[0]
-    return inner
-
-
 @asynccontextmanager
 async def run_store(
     db: SqliteDatabase,
@@ -685,10 +676,10 @@ async def run_store(
     except ExceptionGroup as group:
         # The nursery groups what the block raised; hand the caller its own exception back
         # (the writer task itself does not raise: it reports failures to the callers).
-        lone = _lone(group)
-        if lone is None:
+        error = lone(group)
+        if isinstance(error, BaseExceptionGroup):
             raise
-        raise lone from lone.__cause__
+        raise error from error.__cause__
 
 
 @asynccontextmanager

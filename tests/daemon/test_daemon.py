@@ -6,10 +6,13 @@ Each test runs the daemon as a child process against simulators served by the te
 
 from __future__ import annotations
 
+import json
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -101,6 +104,31 @@ def test_unusable_state_dir_exits_69(tmp_path: Path) -> None:
     config = write_config(tmp_path / "gw.toml", text)
     done = _run_sync(tmp_path, "-c", str(config), "--log-format", "json")
     assert done.returncode == 69, done.stderr
+    (fatal,) = _critical(done.stderr)
+    assert "[gateway] state_dir" in fatal["message"] and str(blocker) in fatal["message"]
+    assert "exception" not in fatal  # not a bug: one line, no traceback
+
+
+def test_an_api_port_in_use_exits_69_saying_so(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        text = _gateway_toml(tmp_path).replace("port = 0", f"port = {port}")
+        config = write_config(tmp_path / "gw.toml", text + provider_toml("a", 1))
+        done = _run_sync(tmp_path, "-c", str(config), "--log-format", "json")
+    assert done.returncode == 69, done.stderr
+    (fatal,) = _critical(done.stderr)
+    assert fatal["message"] == (
+        "the gateway stopped on an error: cannot serve the API on "
+        f"127.0.0.1:{port} ([api] listen, port): Address already in use"
+    )
+    assert "exception" not in fatal
+
+
+def _critical(stderr: str) -> list[dict[str, Any]]:
+    records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    return [r for r in records if r["level"] == "critical"]
 
 
 # --- signals --------------------------------------------------------------------------------

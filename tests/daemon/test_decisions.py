@@ -9,7 +9,8 @@ import pytest
 
 from smsgw.adapters.sqlite import DatabaseError, DatabaseUnavailable
 from smsgw.config import ConfigError, GatewayConfig, parse_config
-from smsgw.daemon import ExitCode, exit_code_for, forced_exit_code, plan_reload
+from smsgw.daemon import ExitCode, describe_error, exit_code_for, forced_exit_code, plan_reload
+from smsgw.errors import SetupError
 from smsgw.queue.base import QueueUnavailable
 from smsgw.storage.errors import SchemaError, StoreUnavailable
 
@@ -53,6 +54,16 @@ def test_exit_code_for_a_group_is_the_most_severe() -> None:
     assert exit_code_for(outage) is ExitCode.UNAVAILABLE
     with_bug = ExceptionGroup("g", [QueueUnavailable("x"), ValueError("bug")])
     assert exit_code_for(with_bug) is ExitCode.SOFTWARE
+
+
+def test_describe_error_gives_each_leaf_of_a_group_in_one_line() -> None:
+    nested = ExceptionGroup("g", [ExceptionGroup("h", [OSError(98, "Address already in use")])])
+    assert describe_error(nested) == "OSError: [Errno 98] Address already in use"
+    setup = ExceptionGroup("g", [SetupError("cannot create /x ([gateway] state_dir)")])
+    assert describe_error(setup) == "cannot create /x ([gateway] state_dir)"  # says it all
+    two = ExceptionGroup("g", [QueueUnavailable("redis down"), QueueUnavailable("redis down")])
+    assert describe_error(two) == "QueueUnavailable: redis down"  # once
+    assert describe_error(KeyError("k")) == "KeyError: 'k'"
 
 
 def test_forced_exit_codes_follow_the_shell_convention() -> None:

@@ -141,7 +141,8 @@ async def test_a_full_disk_refuses_new_messages_and_loses_none(tmp_path: Path) -
     assert len(warnings) <= 30, [r.get("message") for r in warnings]
     texts = Counter(m.content for m in sim.smsc.store)
     # What the SMSC got is exactly what the API accepted: nothing refused was sent.
-    assert set(texts) == {t.encode() for t in accepted}
+    sent, wanted = set(texts), {t.encode() for t in accepted}
+    assert sent == wanted, (len(sent - wanted), "refused but sent", len(wanted - sent), "lost")
     duplicates = sum(n - 1 for n in texts.values())
     assert duplicates <= CONSUMERS * LEASE_BATCH, duplicates
     print(

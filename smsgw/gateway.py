@@ -173,6 +173,9 @@ class Gateway:
         self._depth: tuple[float, int] | None = None
         #: Ids of the messages queued by submit() whose rows it is writing now.
         self._storing: set[str] = set()
+        #: Messages refused (the database did not take their rows) that could not be taken out
+        #: of the queue either: the processor drops them when it leases them (not sent).
+        self._refused: set[str] = set()
 
     # -- running ---------------------------------------------------------------------------
 
@@ -350,6 +353,7 @@ class Gateway:
             metrics=self.metrics,
             webhooks_due=self._webhooks_due,
             storing=self._storing,
+            refused=self._refused,
         )
         self.metrics.watch(
             providers=manager, rates=self, queue=queue, outbox=store, cluster=shared, inbound=mo
@@ -632,10 +636,19 @@ class Gateway:
                     with contextlib.suppress(DuplicateId):
                         await store.create_messages([row])
         except StoreError as exc:
-            # Not accepted after all: take the messages back out of the queue. If that fails
-            # too, they are sent anyway and get their rows from the processor.
-            with contextlib.suppress(QueueError):
-                await queue.purge([p.id for p in payloads])
+            # Not accepted after all (the client is told so, and may send them again): take
+            # the messages back out of the queue. If the queue cannot do that now either (the
+            # same full disk), the processor drops them when it leases them.
+            ids = [p.id for p in payloads]
+            try:
+                await queue.purge(ids)
+            except QueueError as purge_error:
+                self._refused.update(ids)
+                log.warning(
+                    "%d refused message(s) left in the queue (%s): dropped when leased",
+                    len(ids),
+                    purge_error,
+                )
             raise GatewayUnavailable(f"the database did not take the messages: {exc}") from exc
 
     # -- reading ---------------------------------------------------------------------------

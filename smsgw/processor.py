@@ -199,6 +199,11 @@ class ProviderStatsBuffer:
             raise
 
 
+class _Refused(Exception):
+    """The message was refused to its client after it was queued (its row was not written,
+    and the queue could not take it back): it is not to be sent."""
+
+
 class _Verdict(enum.Enum):
     ACK = "ack"  # done: ack with the batch
     HANDLED = "handled"  # nacked or dead-lettered already
@@ -254,6 +259,8 @@ class Processor:
     message or part. ``rng`` draws the retry jitter; ``clock`` is wall-clock epoch seconds (for
     validity and the database), Trio's clock drives every wait. ``storing``: the ids of the
     messages this process has queued and is writing the rows of now (the gateway's submit).
+    ``refused``: the ids of messages the gateway refused after queueing them, and could not
+    take out of the queue: acked without being sent when leased (then forgotten).
     """
 
     def __init__(
@@ -273,9 +280,11 @@ class Processor:
         metrics: Metrics | None = None,
         webhooks_due: Callable[[], None] = lambda: None,
         storing: Collection[str] = frozenset(),
+        refused: set[str] | None = None,
     ) -> None:
         self.settings = settings
         self._storing = storing
+        self._refused = refused if refused is not None else set()
         self._metrics = metrics if metrics is not None else Metrics(process=False)
         #: Called after a status write that made webhook notifications (wakes the deliverer).
         self._webhooks_due = webhooks_due
@@ -403,6 +412,7 @@ class Processor:
         if done:
             try:
                 await self._queue.ack(done)
+                self._refused.difference_update(lease.message.id for lease in done)
             except LeaseLost as exc:
                 self._counters.leases_lost += 1
                 log.warning("ack after the lease expired: %s", exc)
@@ -447,6 +457,9 @@ class Processor:
     ) -> None:
         try:
             verdict = await self.process(lease, batcher)
+        except _Refused:
+            log.info("message %s was refused to its client: dropped, not sent", lease.message.id)
+            verdict = _Verdict.ACK
         except (StoreError, QueueError) as exc:
             # Storage or queue trouble: give the message back for later (best effort; if that
             # fails too, its lease expires).
@@ -468,6 +481,8 @@ class Processor:
         go through ``batcher`` if given (merged with those of the other messages of its
         batch), else straight to the store."""
         queued = lease.message
+        if queued.id in self._refused:
+            raise _Refused(queued.id)
         try:
             payload = decode_payload(queued.payload)
         except PayloadError as exc:
@@ -912,6 +927,8 @@ class Processor:
         except UnknownMessage:
             if job.row_known:
                 raise
+            if job.id in self._refused:  # its row failed while this consumer had it
+                raise _Refused(job.id) from None
             await self._rebuild_row(job)
             result = await self._write(job, (), events)
         job.row_known = True

@@ -27,6 +27,7 @@ from smsgw.simulator import ReceiptConfig, Simulator, SimulatorConfig
 
 from .harness import (
     DaemonProcess,
+    count_with_status,
     poll,
     provider_toml,
     receipts_settled,
@@ -125,7 +126,13 @@ async def test_a_full_disk_refuses_new_messages_and_loses_none(tmp_path: Path) -
 
             second = await nursery.start(DaemonProcess(config).run)
             await second.wait_logged("gateway ready")
-            await poll(lambda: len({m.content for m in sim.smsc.store}) >= len(ids), 60, "all sent")
+            # Those the first process had sent without recording it come back once their
+            # leases expire, and are sent again: wait for every one to be delivered.
+            await poll(
+                lambda: count_with_status(config, MessageStatus.DELIVERED) == len(ids),
+                60,
+                "every accepted message delivered",
+            )
             await poll(lambda: receipts_settled(sim), 30, "every receipt answered")
             second.signal(signal.SIGTERM)
             assert await second.wait_exit(60) == 0

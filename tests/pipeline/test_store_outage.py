@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
 
-from smsgw.config import DatabaseConfig
+from smsgw.config import DatabaseConfig, GatewayConfig
+from smsgw.gateway import Gateway, GatewayUnavailable
 from smsgw.messages import Accepted, SubmitRequest
 from smsgw.model import MessageStatus
+from smsgw.queue.base import Queue, QueueUnavailable
 from smsgw.simulator import Faults, ReceiptConfig, SimulatorConfig
 
 from .harness import Harness, provider, wait_status, wait_until
@@ -164,3 +168,60 @@ async def test_receipts_and_mos_the_database_cannot_take_are_asked_for_again_log
         if "works again" in r.getMessage() and r.name in ("smsgw.dlr", "smsgw.mo")
     ]
     assert len(recovered) == 2, recovered
+
+
+class _PurgeFails:
+    """The gateway's real queue, except that taking messages out fails, as when the disk
+    fills between the enqueue and the purge."""
+
+    def __init__(self, queue: Queue) -> None:
+        self._queue = queue
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._queue, name)
+
+    async def purge(self, ids: Sequence[str]) -> int:
+        raise QueueUnavailable("disk full (injected)")
+
+
+class _GatewayWhosePurgeFails(Gateway):
+    @asynccontextmanager
+    async def _open_queue(self, config: GatewayConfig) -> AsyncIterator[Queue]:
+        async with super()._open_queue(config) as queue:
+            yield _PurgeFails(queue)  # type: ignore[misc]
+
+
+async def test_a_refused_message_left_in_the_queue_is_never_sent(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The queue took the messages, the database did not, and the queue could not give them
+    back: the client was told 503 (and may send them again), so they must not go out. The
+    processor drops them when it leases them."""
+    sim = await harness.simulator()
+    config = harness.config([provider("a", sim.port)], database=DATABASE)
+    gateway = _GatewayWhosePurgeFails(config, rand=random.Random(7), deliver_webhooks=False)
+    with trio.fail_after(30):
+        await harness.nursery.start(gateway.run)
+        harness.gateways.append(gateway)
+        with (
+            write_locked(config.database_path),
+            pytest.raises(GatewayUnavailable, match="database did not take"),
+        ):
+            await gateway.submit(
+                [SubmitRequest(to=f"49151{n:05d}", source="ACME", text="no") for n in range(3)]
+            )
+        assert any(
+            "3 refused message(s) left in the queue" in r.getMessage() for r in caplog.records
+        )
+        assert gateway.stats().accepted == 0
+        while True:  # leased and dropped
+            depth = await gateway.queue_depth()
+            if depth.ready + depth.delayed + depth.leased == 0:
+                break
+            await trio.sleep(0.02)
+        # A message that is sent after all would be on its way now: accepted, then recorded.
+        (accepted,) = await gateway.submit([SubmitRequest(to="4915100", source="ACME", text="yes")])
+        assert isinstance(accepted, Accepted)
+        await wait_status(gateway, accepted.id, MessageStatus.DELIVERED)
+    assert sim.sim.stats.submits_accepted == 1  # only the accepted one
+    assert (await gateway.store.list_messages()).items[0].id == accepted.id

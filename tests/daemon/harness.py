@@ -257,6 +257,23 @@ def write_config(path: Path, text: str) -> Path:
     return path
 
 
+def gateway_toml(tmp_path: Path, *, drain_grace: str = "10s", **queue: str | int) -> str:
+    """A test daemon's ``[gateway]`` (state in ``tmp_path/state``), ``[api]`` (a free port)
+    and ``[queue]`` (the keys given) sections."""
+    lines = [
+        "[gateway]",
+        f'state_dir = "{(tmp_path / "state").as_posix()}"',
+        f'drain_grace = "{drain_grace}"',
+        "",
+        "[api]",
+        "port = 0",
+        "",
+        "[queue]",
+    ]
+    lines += [f"{key} = {json.dumps(value)}" for key, value in queue.items()]
+    return "\n".join(lines) + "\n"
+
+
 def provider_toml(name: str, port: int, **extra: object) -> str:
     lines = [
         "[[providers]]",

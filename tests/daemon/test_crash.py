@@ -36,6 +36,7 @@ from .harness import (
     DaemonProcess,
     count_with_status,
     enqueue,
+    gateway_toml,
     poll,
     provider_toml,
     receipts_settled,
@@ -54,20 +55,11 @@ LEASE_BATCH = 32
 
 
 def _config_text(tmp_path: Path, port: int) -> str:
-    return f"""
-[gateway]
-state_dir = "{(tmp_path / "state").as_posix()}"
-drain_grace = "10s"
-
-[api]
-port = 0
-
-[queue]
-consumers = {CONSUMERS}
-lease_batch = {LEASE_BATCH}
-# The killed process's leases come back this soon after the restart.
-visibility_timeout = "2s"
-""" + provider_toml("smsc", port, rate=f"{{ per_second = {RATE} }}")
+    # The killed process's leases come back 2 s after the restart.
+    queue = gateway_toml(
+        tmp_path, consumers=CONSUMERS, lease_batch=LEASE_BATCH, visibility_timeout="2s"
+    )
+    return queue + provider_toml("smsc", port, rate=f"{{ per_second = {RATE} }}")
 
 
 def _texts(sim: Simulator) -> Counter[bytes]:

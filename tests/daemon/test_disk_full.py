@@ -28,6 +28,7 @@ from smsgw.simulator import ReceiptConfig, Simulator, SimulatorConfig
 from .harness import (
     DaemonProcess,
     count_with_status,
+    gateway_toml,
     poll,
     provider_toml,
     receipts_settled,
@@ -48,24 +49,15 @@ LEASE_BATCH = 16
 
 
 def _config_text(tmp_path: Path, port: int) -> str:
-    return f"""
-[gateway]
-state_dir = "{(tmp_path / "state").as_posix()}"
-drain_grace = "5s"
-
-[queue]
-consumers = {CONSUMERS}
-lease_batch = {LEASE_BATCH}
-visibility_timeout = "2s"
-
-[api]
-port = 0
-
-[[api.keys]]
-name = "test"
-sha256 = "{hash_key(KEY)}"
-scopes = ["send", "read", "admin"]
-""" + provider_toml("smsc", port)
+    key = f'[[api.keys]]\nname = "test"\nsha256 = "{hash_key(KEY)}"\nscopes = ["send", "read"]\n'
+    queue = gateway_toml(
+        tmp_path,
+        drain_grace="5s",
+        consumers=CONSUMERS,
+        lease_batch=LEASE_BATCH,
+        visibility_timeout="2s",
+    )
+    return queue + key + provider_toml("smsc", port)
 
 
 def _text(number: int, n: int) -> str:

@@ -356,7 +356,13 @@ class Gateway:
             refused=self._refused,
         )
         self.metrics.watch(
-            providers=manager, rates=self, queue=queue, outbox=store, cluster=shared, inbound=mo
+            providers=manager,
+            rates=self,
+            queue=queue,
+            outbox=store,
+            cluster=shared,
+            inbound=mo,
+            database=store,
         )
         self.webhooks = WebhookDeliverer(
             store, config.webhooks, metrics=self.metrics, clock=self._clock, rand=self._rng.random

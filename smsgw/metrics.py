@@ -231,6 +231,14 @@ class InboundSource(Protocol):
     async def multipart_pending(self) -> int: ...
 
 
+class DatabaseSource(Protocol):
+    """``smsgw.storage.Store`` (its ``writes_failing`` and ``probe_write()``)."""
+
+    @property
+    def writes_failing(self) -> bool: ...
+    async def probe_write(self) -> None: ...
+
+
 class _Sources:
     def __init__(self) -> None:
         self.providers: ProviderSource | None = None
@@ -239,6 +247,7 @@ class _Sources:
         self.queue: QueueSource | None = None
         self.outbox: OutboxSource | None = None
         self.inbound: InboundSource | None = None
+        self.database: DatabaseSource | None = None
         # Filled by refresh(): the latest answers of the async sources (None: never read).
         self.depth: DepthView | None = None
         self.outbox_counts: Mapping[NotificationState, int] | None = None
@@ -262,6 +271,13 @@ class _SnapshotCollector(Collector):
                 "Multipart inbound messages (MO) waiting for parts: this instance's, or with a "
                 "Redis queue all instances' (kept in Redis)",
                 value=float(self._sources.multipart_pending),
+            )
+        if self._sources.database is not None:
+            yield GaugeMetricFamily(
+                "smsgw_database_writable",
+                "0 from a write the database refused as unavailable (disk full, locked) until "
+                "one commits again, else 1",
+                value=0.0 if self._sources.database.writes_failing else 1.0,
             )
         if self._sources.cluster is not None:
             yield GaugeMetricFamily(
@@ -603,12 +619,15 @@ class Metrics:
         outbox: OutboxSource | None = None,
         cluster: ClusterSource | None = None,
         inbound: InboundSource | None = None,
+        database: DatabaseSource | None = None,
     ) -> None:
         """Read these at scrape time: ``providers.snapshot()`` (connections, window),
         ``rates.current_rate(name)`` (the gateway), ``await queue.depth()`` (queue and DLQ),
         ``await outbox.notification_counts()`` (the store), ``cluster.instance_count`` (shared
-        limits), ``await inbound.multipart_pending()`` (the MO handler). Sources left None keep
-        the one set before."""
+        limits), ``await inbound.multipart_pending()`` (the MO handler),
+        ``database.writes_failing`` (the store: while true, a scrape tries ``probe_write()``,
+        so an idle gateway does not stay "not writable" once the database is back). Sources
+        left None keep the one set before."""
         s = self._sources
         if providers is not None:
             s.providers = providers
@@ -622,6 +641,8 @@ class Metrics:
             s.cluster = cluster
         if inbound is not None:
             s.inbound = inbound
+        if database is not None:
+            s.database = database
 
     async def refresh(self) -> None:
         """Read the async sources (the caller bounds the time: a slow source must not hold a
@@ -638,6 +659,10 @@ class Metrics:
             s.multipart_pending = await self._read(
                 "inbound", s.inbound.multipart_pending, s.multipart_pending
             )
+        if s.database is not None and s.database.writes_failing:
+            # Still failing: the gauge says so (the gateway's own log says why).
+            with contextlib.suppress(Exception):
+                await s.database.probe_write()
 
     async def _read(self, name: str, read: Callable[[], Awaitable[Any]], previous: Any) -> Any:
         try:

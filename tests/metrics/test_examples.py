@@ -45,6 +45,13 @@ class Inbound:
         return 1
 
 
+class Database:
+    writes_failing = False
+
+    async def probe_write(self) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
 def exported() -> set[str]:
     """Every family name a fully driven gateway exports (counters without ``_total``)."""
@@ -58,6 +65,7 @@ def exported() -> set[str]:
         outbox=Outbox(),
         cluster=Cluster(),
         inbound=Inbound(),
+        database=Database(),
     )
     trio.run(m.refresh)
     text = m.render()[0].decode()

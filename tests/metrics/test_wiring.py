@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,8 +26,8 @@ from webhooks.receiver import Receiver
 
 from smpp_codec.constants import EsmClass
 from smpp_codec.pdu import DeliverSm
-from smsgw.config import GatewayConfig, WebhooksConfig
-from smsgw.gateway import Gateway
+from smsgw.config import DatabaseConfig, GatewayConfig, WebhooksConfig
+from smsgw.gateway import Gateway, GatewayUnavailable
 from smsgw.messages import Accepted, SubmitRequest
 from smsgw.metrics import serve_metrics
 from smsgw.model import MessageStatus
@@ -350,3 +351,30 @@ async def test_multipart_mos_waiting_for_parts_are_a_gauge(
     assert value(waiting, "smsgw_metrics_source_up", source="inbound") == 1
     assert value(done, "smsgw_inbound_multipart_pending") == 0
     assert value(done, "smsgw_inbound_messages_total", provider="a", complete="true") == 1
+
+
+async def test_database_writable_falls_while_writes_fail_and_rises_after(
+    start: Start, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    """0 from a write the database refused (here: another process holds its write lock
+    beyond the busy timeout) until one commits; an idle gateway's scrape probes for that."""
+    sim = await start_simulator(nursery, SimulatorConfig(seed=1))
+    config = gateway_config(
+        tmp_path / "state",
+        [provider("a", sim.port)],
+        database=DatabaseConfig(commit_interval=0.002, busy_timeout=0.2),
+    )
+    running = await start(config)
+    with trio.fail_after(20):
+        assert value(await running.scrape(), "smsgw_database_writable") == 1
+        other = sqlite3.connect(config.database_path, isolation_level=None, timeout=10)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(GatewayUnavailable):
+                await running.submit("refused")
+            assert value(await running.scrape(), "smsgw_database_writable") == 0
+            assert value(await running.scrape(), "smsgw_database_writable") == 0  # probe fails
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert value(await running.scrape(), "smsgw_database_writable") == 1  # probe works

@@ -148,13 +148,17 @@ class ListenError(SetupError):
 
 
 #: What a reload cannot change in a running gateway: storage, queue backend, listeners,
-#: identity. Paths in ``section.key`` form (a bare section: the whole section).
+#: identity. Paths in ``section.key`` form (a bare section: the whole section). The rest of
+#: ``[api]`` (keys, their scopes and limits, request limits) is taken live.
 RESTART_ONLY = (
     "gateway.state_dir",
     "gateway.instance_id",
     "queue",
     "database",
-    "api",
+    "api.listen",
+    "api.port",
+    "api.max_connections",
+    "api.idempotency_window",
     "metrics",
     "inbound.max_pending",
 )
@@ -193,12 +197,19 @@ def plan_reload(running: GatewayConfig, loaded: GatewayConfig) -> tuple[GatewayC
         state_dir=running.gateway.state_dir,
         instance_id=running.gateway.instance_id,
     )
+    api = attrs.evolve(
+        loaded.api,
+        listen=running.api.listen,
+        port=running.api.port,
+        max_connections=running.api.max_connections,
+        idempotency_window=running.api.idempotency_window,
+    )
     effective = attrs.evolve(
         loaded,
         gateway=gateway,
         queue=running.queue,
         database=running.database,
-        api=running.api,
+        api=api,
         metrics=running.metrics,
         inbound=attrs.evolve(loaded.inbound, max_pending=running.inbound.max_pending),
     )

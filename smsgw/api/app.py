@@ -112,12 +112,13 @@ class _Result:
 
 class ApiApp:
     """The ASGI callable. ``idempotency`` is the open store of remembered answers,
-    ``coalescer`` (running) submits single messages."""
+    ``coalescer`` (running) submits single messages. Its settings are the gateway's
+    ``[api]``, read at each request: a reload (``Gateway.reload``) changes the keys and the
+    request limits at once."""
 
     def __init__(
         self,
         gateway: Gateway,
-        config: ApiConfig,
         idempotency: Idempotency,
         coalescer: Coalescer,
         *,
@@ -126,10 +127,10 @@ class ApiApp:
     ) -> None:
         self.gateway = gateway
         self.coalescer = coalescer
-        self.config = config
         self.idempotency = idempotency
         self.extra_routes = dict(extra_routes or {})
-        self.auth = Authenticator(config.keys)
+        #: The keys the authenticator was made for, and it (remade when a reload changes them).
+        self._auth: tuple[tuple[ApiKeyConfig, ...], Authenticator] | None = None
         #: Per-key rate limits: this process's own count unless given (shared in Redis).
         self.limiter: Limiter = limiter if limiter is not None else KeyLimiter()
         # (method, path, handler, scope needed; None: no key needed)
@@ -148,6 +149,19 @@ class ApiApp:
         ]
         self.routes = tuple(Route(m, PREFIX + p, h) for m, p, h, _ in table)
         self.scopes = {(m, PREFIX + p): s for m, p, _, s in table}
+
+    @property
+    def config(self) -> ApiConfig:
+        """``[api]`` in force (the gateway's, reloads included)."""
+        return self.gateway.config.api
+
+    @property
+    def auth(self) -> Authenticator:
+        """The configured keys in force."""
+        keys = self.gateway.config.api.keys
+        if self._auth is None or self._auth[0] is not keys:
+            self._auth = (keys, Authenticator(keys))
+        return self._auth[1]
 
     @property
     def metrics(self) -> Metrics:

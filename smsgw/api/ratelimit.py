@@ -28,9 +28,10 @@ class KeyLimiter:
         """0 and one request counted, or the seconds until the key may make one."""
         if key.rate_per_second is None:
             return 0.0
+        burst = key.effective_burst
+        assert burst is not None
         bucket = self._buckets.get(key.name)
-        if bucket is None:
-            burst = key.effective_burst
-            assert burst is not None
+        if bucket is None or (bucket.full_rate, bucket.full_burst) != (key.rate_per_second, burst):
+            # New, or its limit changed by a reload: a fresh bucket (full) at the new limit.
             bucket = self._buckets[key.name] = TokenBucket(key.rate_per_second, burst)
         return bucket.try_acquire(1, now)

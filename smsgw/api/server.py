@@ -57,7 +57,6 @@ async def serve_api(
         coalescer = Coalescer(gateway)
         app = ApiApp(
             gateway,
-            config.api,
             idempotency,
             coalescer,
             extra_routes=extra_routes,
@@ -67,9 +66,7 @@ async def serve_api(
             await nursery.start(coalescer.run)
             settings = ServerSettings(max_connections=config.api.max_connections)
             binds: list[str] = await nursery.start(
-                functools.partial(
-                    serve, app, config.api.listen, config.api.port, settings=settings
-                )
+                functools.partial(serve, app, config.api.listen, config.api.port, settings=settings)
             )
             port = bound_port(binds)
             log.info("API listening on %s", ", ".join(binds))

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 
+import attrs
 import httpx
 import pytest
 
 from smsgw.api.auth import Authenticator, hash_key, key_from_headers
+from smsgw.config import ApiKeyConfig, ApiScope
 
 from .harness import KEYS, LIMITED_KEY, READ_KEY, SEND_KEY, Api
 
@@ -81,6 +83,40 @@ async def test_rate_limit_per_key_with_retry_after(api: Api) -> None:
         # Other keys are not affected.
         assert (await other.post("/messages", json=BODY)).status_code == 202
     assert api.gateway.stats().accepted == 2
+
+
+async def test_a_reload_changes_keys_scopes_and_limits_at_once(api: Api) -> None:
+    """What ``[api]`` says about clients is taken live (SIGHUP: ``Gateway.reload``): a new key
+    works, a removed one gets 401, a changed scope or rate limit applies to the next request,
+    without restarting the listener."""
+    new_key = "new-client-0123456789abcdef"
+    keys = [k for k in KEYS if k.name not in ("sender", "reader", "limited")]
+    keys += [
+        ApiKeyConfig(name="newcomer", sha256=hash_key(new_key), scopes=(ApiScope.SEND,)),
+        # was read-only: may send now
+        ApiKeyConfig(name="reader", sha256=hash_key(READ_KEY), scopes=(ApiScope.SEND,)),
+        # was one request per 1000 s after 2: unlimited now
+        ApiKeyConfig(name="limited", sha256=hash_key(LIMITED_KEY), scopes=(ApiScope.SEND,)),
+    ]
+    async with (
+        api.client(SEND_KEY) as removed,
+        api.client(READ_KEY) as reader,
+        api.client(LIMITED_KEY) as limited,
+        api.client(new_key) as newcomer,
+    ):
+        assert (await newcomer.post("/messages", json=BODY)).status_code == 401
+        assert (await reader.post("/messages", json=BODY)).status_code == 403
+        for _ in range(2):
+            assert (await limited.post("/messages", json=BODY)).status_code == 202
+        assert (await limited.post("/messages", json=BODY)).status_code == 429
+        config = api.gateway.config
+        await api.gateway.reload(attrs.evolve(config, api=attrs.evolve(config.api, keys=keys)))
+        assert (await newcomer.post("/messages", json=BODY)).status_code == 202
+        assert (await removed.post("/messages", json=BODY)).status_code == 401
+        assert (await reader.post("/messages", json=BODY)).status_code == 202
+        assert (await reader.get("/messages")).status_code == 403  # READ taken away
+        for _ in range(3):
+            assert (await limited.post("/messages", json=BODY)).status_code == 202
 
 
 def test_key_from_headers() -> None:

@@ -213,7 +213,7 @@ def test_every_route_is_in_the_spec() -> None:
     from smsgw.api.app import PREFIX, ApiApp
 
     app = ApiApp.__new__(ApiApp)
-    ApiApp.__init__(app, None, gateway_config(Path("unused"), [provider("p", 1)]).api, None, None)  # type: ignore[arg-type]
+    ApiApp.__init__(app, None, None, None)  # type: ignore[arg-type]
     routes = {(r.method.lower(), r.pattern.removeprefix(PREFIX)) for r in app.routes}
     spec = {(m, p) for p, ops in SPEC["paths"].items() for m in ops}
     assert routes == spec

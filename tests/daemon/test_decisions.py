@@ -140,6 +140,36 @@ providers = ["a"]
     assert effective.webhooks.statuses == loaded.webhooks.statuses
 
 
+def test_reload_takes_api_keys_and_request_limits_live_not_the_listener() -> None:
+    key = 'name = "c", sha256 = "%s", scopes = ["send"]' % ("ab" * 32)
+    running = _config(BASE + f"\n[api]\nport = 8080\nkeys = [{{ {key} }}]\n")
+    loaded = _config(
+        BASE
+        + f"""
+[api]
+listen = "0.0.0.0"
+port = 9090
+max_connections = 10
+idempotency_window = "1h"
+max_batch = 50
+max_parts = 3
+keys = [{{ {key.replace('"c"', '"d"')} }}]
+"""
+    )
+    effective, ignored = plan_reload(running, loaded)
+    assert sorted(ignored) == [
+        "api.idempotency_window",
+        "api.listen",
+        "api.max_connections",
+        "api.port",
+    ]
+    assert (effective.api.listen, effective.api.port) == ("127.0.0.1", 8080)
+    assert effective.api.max_connections == running.api.max_connections
+    assert effective.api.idempotency_window == running.api.idempotency_window
+    assert [k.name for k in effective.api.keys] == ["d"]
+    assert (effective.api.max_batch, effective.api.max_parts) == (50, 3)
+
+
 def test_reload_names_a_whole_section_that_changed_shape() -> None:
     running = _config(BASE)
     loaded = _config(BASE + '\n[queue]\nbackend = "redis"\nredis = { url = "redis://x" }\n')

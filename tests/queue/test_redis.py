@@ -160,7 +160,7 @@ async def test_out_of_memory_is_unavailable_and_stores_nothing(own_server: Redis
             stored = 1
             # Redis 6 says "OOM command not allowed ...", 7 "command not allowed when used
             # memory > 'maxmemory'".
-            with pytest.raises(QueueUnavailable, match="OOM|maxmemory"):
+            with pytest.raises(QueueUnavailable, match=r"OOM|maxmemory"):
                 for i in range(1, 1000):  # bounded: 100 kB is full long before 1000 x 5 kB
                     await q.enqueue([NewMessage(f"big{i}-{j}", b"x" * 1000) for j in range(5)])
                     stored += 5

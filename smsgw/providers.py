@@ -567,7 +567,7 @@ class ProviderManager:
             state=client.state,
             in_flight=slot.in_flight,
             window=window,
-            last_error=None if client.last_error is None else str(client.last_error),
+            last_error=client.last_error_text,
             next_attempt_at=client.next_attempt_at,
             stats=client.stats,
             crashes=slot.crashes,
@@ -737,7 +737,7 @@ class ProviderManager:
                         break
                     await pool.changed.wait()
             if not (slot.bound or slot.stopping or pool.retired):
-                why = "" if slot.client is None else f": {slot.client.last_error}"
+                why = "" if slot.client is None else f": {slot.client.last_error_text}"
                 log.error(
                     "%s#%d: the new settings did not bind (%d attempts%s); the connections "
                     "not replaced yet keep the old settings until the next reload",

@@ -20,6 +20,7 @@ from .errors import (
     SmppClientError,
     SubmitRejected,
     ThrottledError,
+    TlsHandshakeError,
 )
 from .inbound import Inbound
 from .stats import ClientStats
@@ -44,6 +45,7 @@ __all__ = [
     "SubmitRejected",
     "ThrottledError",
     "TlsConfig",
+    "TlsHandshakeError",
     "open_client",
     "open_connection",
     "open_stream",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 import random
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -24,7 +25,7 @@ from smpp_codec import Request, Response
 from .backoff import Backoff
 from .config import BindMode, ClientConfig
 from .connection import BindKind, SmppConnection
-from .errors import BindError, RequestTimeout, SessionClosed, ungrouped
+from .errors import BindError, RequestTimeout, SessionClosed, TlsHandshakeError, ungrouped
 from .inbound import Inbound
 from .stats import ClientStats, Counters
 
@@ -59,10 +60,32 @@ async def open_stream(config: ClientConfig) -> trio.abc.Stream:
     )
     try:
         await stream.do_handshake()
-    except trio.BrokenResourceError:
+    except trio.BrokenResourceError as exc:
         await trio.aclose_forcefully(tcp)
-        raise
+        reason = _tls_failure(exc.__cause__ or exc.__context__)
+        raise TlsHandshakeError(
+            f"TLS handshake with {config.host}:{config.port} failed: {reason}"
+        ) from exc
     return stream
+
+
+#: OpenSSL's reasons for a peer that answered, but not in TLS.
+_NOT_TLS = frozenset(
+    {"WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"}
+)
+
+
+def _tls_failure(cause: BaseException | None) -> str:
+    """Why a handshake failed, in words (trio's BrokenResourceError carries the ssl error)."""
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {cause.verify_message}"
+    if isinstance(cause, ssl.SSLError):
+        if cause.reason in _NOT_TLS:
+            return f"{cause.reason}: the peer does not answer in TLS (a plain SMPP port?)"
+        return cause.reason or str(cause)
+    if cause is not None and str(cause):
+        return str(cause)
+    return "the connection closed during the handshake (is the SMSC port speaking TLS?)"
 
 
 class SmppClient:
@@ -105,6 +128,12 @@ class SmppClient:
         return self.counters.snapshot()
 
     @property
+    def last_error_text(self) -> str | None:
+        """:attr:`last_error` for people: its message, or its type when it has none."""
+        error = self.last_error
+        return error if error is None or isinstance(error, str) else describe(error)
+
+    @property
     def bound(self) -> bool:
         return self.state is ClientState.BOUND
 
@@ -125,7 +154,9 @@ class SmppClient:
                     delay = self.backoff.next_delay(permanent=permanent)
                     self.next_attempt_at = trio.current_time() + delay
                     self._set_state(ClientState.BACKOFF)
-                    log.info("%s: reconnecting in %.2fs (%s)", self.name, delay, self.last_error)
+                    log.info(
+                        "%s: reconnecting in %.2fs (%s)", self.name, delay, self.last_error_text
+                    )
                     with trio.move_on_after(delay):
                         await self._stop.wait()
                     self.next_attempt_at = None
@@ -191,7 +222,9 @@ class SmppClient:
                     streams.append(await self._connector(cfg))
         except (OSError, trio.TooSlowError, trio.BrokenResourceError) as exc:
             self.last_error = exc
-            log.warning("%s: connect to %s:%d failed: %r", self.name, cfg.host, cfg.port, exc)
+            log.warning(
+                "%s: connect to %s:%d failed: %s", self.name, cfg.host, cfg.port, describe(exc)
+            )
             for stream in streams:
                 await trio.aclose_forcefully(stream)
             return False
@@ -292,3 +325,9 @@ async def open_client(
     if not in_time:
         # Raised outside the nursery, so the caller can catch it without an exception group.
         raise trio.TooSlowError(f"not bound within {bound_timeout}s: {client.last_error}")
+
+
+def describe(exc: BaseException) -> str:
+    """An error for people: its message, or its type when it has none (a bare
+    ``TooSlowError`` or ``BrokenResourceError`` says nothing by its message)."""
+    return str(exc) or type(exc).__name__

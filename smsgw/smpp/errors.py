@@ -36,6 +36,12 @@ TRANSIENT: Final = frozenset(
 BAD_CREDENTIALS: Final = frozenset({S.ESME_RINVPASWD, S.ESME_RINVSYSID, S.ESME_RINVSYSTYP})
 
 
+class TlsHandshakeError(OSError):
+    """The TLS handshake with the SMSC failed; the message says why (the certificate could
+    not be verified, the peer is not speaking TLS, ...). An ``OSError``: a failed connection
+    attempt like any other, tried again after the backoff."""
+
+
 class SmppClientError(Exception):
     """Base of the client's errors."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import trio
 
 from smpp_codec import BindTransceiver, Request, SubmitSm
-from smsgw.smpp import BackoffPolicy, ClientConfig, SmppClient, TlsConfig
+from smsgw.smpp import BackoffPolicy, ClientConfig, SmppClient, TlsConfig, TlsHandshakeError
 
 from .fake_smsc import FakeSmsc
 
@@ -66,7 +66,11 @@ async def test_an_untrusted_certificate_is_refused(nursery: trio.Nursery, certs:
         while client.backoff.attempt < 2:
             await trio.sleep(0.01)
     assert client.stats.binds == 0
-    assert "CERTIFICATE_VERIFY_FAILED" in repr(client.last_error.__cause__)  # type: ignore[union-attr]
+    assert isinstance(client.last_error, TlsHandshakeError)
+    assert client.last_error_text == (
+        f"TLS handshake with 127.0.0.1:{port} failed: certificate verify failed: "
+        "unable to get local issuer certificate"
+    )
     client.stop()
 
 
@@ -76,4 +80,28 @@ async def test_verification_can_be_turned_off(nursery: trio.Nursery, certs: Path
     await nursery.start(client.run)
     with trio.fail_after(20):
         await client.wait_bound()
+    client.stop()
+
+
+async def test_tls_to_a_plain_smpp_port_says_so(nursery: trio.Nursery) -> None:
+    """A plain SMPP server answers the TLS hello with SMPP bytes (here: a generic_nack)."""
+
+    async def handle(stream: trio.abc.Stream) -> None:
+        with trio.move_on_after(5):
+            await stream.receive_some(4096)
+            await stream.send_all(bytes.fromhex("00000010800000000000000300000001"))
+        await stream.aclose()
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    nursery.start_soon(trio.serve_listeners, handle, listeners)
+    port = int(listeners[0].socket.getsockname()[1])
+    client = SmppClient(_config(port, TlsConfig()))
+    nursery.start_soon(client.run)
+    with trio.fail_after(20):
+        while client.backoff.attempt < 1:
+            await trio.sleep(0.01)
+    assert isinstance(client.last_error, TlsHandshakeError)
+    assert client.last_error_text is not None
+    assert client.last_error_text.startswith(f"TLS handshake with 127.0.0.1:{port} failed: ")
+    assert client.last_error_text.endswith("the peer does not answer in TLS (a plain SMPP port?)")
     client.stop()

@@ -473,6 +473,14 @@ class DlrHandler:
             self._submitted.popitem(last=False)
         return self.correlator(provider).mapped(key, part, now)
 
+    def keep_parked(self, matches: list[Match[_Parked]]) -> None:
+        """Receipts :meth:`expect` released whose part could not be recorded (the database is
+        unavailable): kept, and recorded by :meth:`run_expiry` once it can (each is for a part
+        the SMSC took, and was answered when parked)."""
+        if matches:
+            self._unrecorded.extend(matches)
+            self._wake.set()
+
     async def apply_parked(self, matches: list[Match[_Parked]]) -> None:
         """Record the receipts :meth:`expect` released (they were answered when parked)."""
         for match in matches:

@@ -797,6 +797,12 @@ class Processor:
 
         try:
             await self._record_accepted(job, mapping, event, handed_over)
+        except StoreError:
+            # Given up: the message goes back to the queue. The receipts that came before the
+            # SMSC's answer still say what became of this part: recorded once the database
+            # takes them, they close the part, so it is not sent again.
+            self._dlr.keep_parked(parked)
+            raise
         except MessageIdError as exc:
             # Refused before anything was written: record the event alone.
             log.warning(

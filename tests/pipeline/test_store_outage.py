@@ -225,3 +225,36 @@ async def test_a_refused_message_left_in_the_queue_is_never_sent(
         await wait_status(gateway, accepted.id, MessageStatus.DELIVERED)
     assert sim.sim.stats.submits_accepted == 1  # only the accepted one
     assert (await gateway.store.list_messages()).items[0].id == accepted.id
+
+
+async def test_a_receipt_that_came_first_closes_the_part_when_its_record_is_given_up(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SMSC sends the receipt before its submit_sm_resp (it was parked), then the
+    database stays locked longer than the processor keeps trying to record the part
+    (``visibility_timeout``): the message goes back to the queue. The receipt is kept and
+    recorded once the database is back, so the part is closed and not sent again."""
+    caplog.set_level(logging.INFO)
+    sim = await harness.simulator(
+        SimulatorConfig(seed=1, receipts=ReceiptConfig(before_response=1.0))
+    )
+    config = harness.config(
+        [provider("a", sim.port)], database=DATABASE, queue={"visibility_timeout": 1.0}
+    )
+    gateway = await harness.gateway(config)
+    sim.sim.set_faults(Faults(latency=0.5))  # the receipt comes 0.5 s before the answer
+    with trio.fail_after(40):
+        (accepted,) = await gateway.submit(
+            [SubmitRequest(to="4915112345", source="ACME", text="hello")]
+        )
+        assert isinstance(accepted, Accepted)
+        await wait_until(lambda: gateway.stats().receipts_parked == 1, what="the receipt parked")
+        with write_locked(config.database_path):
+            await wait_until(
+                lambda: gateway.stats().processing_errors >= 1, timeout=20, what="given up"
+            )
+        view = await wait_status(gateway, accepted.id, MessageStatus.DELIVERED, timeout=20)
+        await trio.sleep(1.5)  # the message is leased again, and found closed
+        await wait_until(lambda: gateway.stats().in_flight == 0, what="the message finished")
+    assert sim.sim.stats.submits_accepted == 1
+    assert view.parts[0].smsc_id is None  # its answer was never recorded; its receipt was

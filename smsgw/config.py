@@ -874,6 +874,9 @@ class WebhooksConfig:
     jitter: float = attrs.field(default=0.2, validator=between(0, 1))
     #: Requests in flight at once (over all targets).
     concurrency: int = attrs.field(default=16, validator=between(1, 1024))
+    #: Requests in flight at once to one target URL whose last attempt failed: a target that
+    #: hangs holds no more workers than this, and the others' webhooks go on.
+    per_target_concurrency: int = attrs.field(default=4, validator=between(1, 1024))
     #: Due notifications read from the outbox per query.
     batch_size: int = attrs.field(default=100, validator=between(1, 10_000))
     #: How often the outbox is looked at when nothing woke the deliverer.

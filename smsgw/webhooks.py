@@ -26,13 +26,14 @@ the :class:`WebhookClient` methods given as ``client``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -90,6 +91,8 @@ class OutboxStore(Protocol):
         self, seq: int, *, error: str, next_attempt_at: float | None, at: float | None = None
     ) -> None: ...
 
+    async def defer_notifications(self, seqs: Sequence[int], *, until: float) -> None: ...
+
 
 class WebhookClient(Protocol):
     """How the deliverer POSTs (:class:`smsgw.webhook_http.HttpPool`; tests and the benchmark
@@ -144,6 +147,16 @@ def request_body(notification: Notification, event: str) -> bytes:
 RECORD_RETRY = (0.1, 5.0)
 #: The shortest wait before a notification is tried again (seconds).
 MIN_RETRY_DELAY = 0.1
+
+
+#: Longest the due rows of a failing target at its cap are held back.
+DEFER_MAX = 60.0
+
+
+def defer_for(failing: int) -> float:
+    """Seconds to hold back the due rows of a target at its cap after ``failing`` (>= 1)
+    failed attempts in a row: 2 s, doubling with each failure, up to :data:`DEFER_MAX`."""
+    return min(DEFER_MAX, 2.0 ** min(max(failing, 1), 16))
 
 
 def next_attempt_at(
@@ -277,6 +290,12 @@ class WebhookDeliverer:
         self._wake = trio.Event()
         self._pools: set[HttpPool] = set()  # made by this deliverer and in use now
         self._in_flight: set[int] = set()
+        #: Requests under way per target URL (at most ``per_target_concurrency`` for one
+        #: whose last attempt failed).
+        self._busy: collections.Counter[str] = collections.Counter()
+        #: Failed attempts in a row per target URL (a success forgets it): how long the due
+        #: rows of a target at its cap are held back (:func:`defer_for`).
+        self._failing: dict[str, int] = {}
         #: Outcomes the database did not take: logged once with reminders while it lasts.
         self._not_recorded = Outage(log, "recording webhook outcomes (kept and tried again)")
         self._delivered = 0
@@ -342,20 +361,46 @@ class WebhookDeliverer:
             # Every task of this run has ended: nothing is in flight any more. Rows whose
             # outcome was not written are still pending; a restarted run must send them again.
             self._in_flight.clear()
+            self._busy.clear()
 
     async def _poll(self, send: trio.MemorySendChannel[Notification]) -> None:
         while True:
             self._wake = trio.Event()
             # Rows in flight are still pending (so due): ask for enough to see new ones past them.
             limit = self._config.batch_size + len(self._in_flight)
-            due = await self._store.pending_notifications(limit, now=self._clock())
+            now = self._clock()
+            due = await self._store.pending_notifications(limit, now=now)
             fresh = [n for n in due if n.seq not in self._in_flight]
+            cap = self._config.per_target_concurrency
+            held: dict[str, list[int]] = collections.defaultdict(list)
             for notification in fresh:
+                target = notification.target
+                # A target whose last attempt failed gets no more than its cap at once: one
+                # that hangs cannot take every worker, so the others' webhooks go on. One that
+                # answers may use them all (a single client's webhooks are not slowed down).
+                if self._failing.get(target) and self._busy[target] >= cap:
+                    held[target].append(notification.seq)
+                    continue
                 self._in_flight.add(notification.seq)
+                self._busy[target] += 1
                 await send.send(notification)  # waits while every worker is busy
-            if not fresh:
+            if held and await self._hold_back(held, now):
+                continue  # the rows behind them are due too: look at once
+            if not fresh or held:
                 with trio.move_on_after(self._config.poll_interval):
                     await self._wake.wait()
+
+    async def _hold_back(self, held: Mapping[str, Sequence[int]], now: float) -> bool:
+        """Make the due rows of failing targets at their cap due later (no attempt counted),
+        so that the poller sees the rows behind them. False if the store did not take it."""
+        try:
+            for target, seqs in held.items():
+                until = now + defer_for(self._failing.get(target, 0))
+                await self._store.defer_notifications(seqs, until=until)
+        except StoreError as exc:
+            log.debug("webhooks: due rows of busy targets not held back: %s", exc)
+            return False
+        return True
 
     async def _worker(
         self,
@@ -365,7 +410,18 @@ class WebhookDeliverer:
     ) -> None:
         async with receive, done:
             async for notification in receive:
-                await done.send(await self._attempt(client, notification))
+                target = notification.target
+                try:
+                    attempt = await self._attempt(client, notification)
+                finally:
+                    self._busy[target] -= 1
+                    if self._busy[target] <= 0:
+                        del self._busy[target]
+                if attempt.error is None:
+                    self._failing.pop(target, None)
+                else:
+                    self._failing[target] = self._failing.get(target, 0) + 1
+                await done.send(attempt)
 
     async def _recorder(self, done: trio.MemoryReceiveChannel[Attempt]) -> None:
         """Write the outcomes that arrived while the previous write was under way, together.

@@ -460,6 +460,15 @@ class Store:
         if outcomes:
             await self._writer.submit(writes.NOTIFICATION_OUTCOMES, outcomes)
 
+    async def defer_notifications(self, seqs: Sequence[int], *, until: float) -> None:
+        """Make pending notifications due no sooner than ``until``, without counting an
+        attempt (the deliverer holds back a target that has its share of attempts under way)."""
+        for seq in seqs:
+            _check_seq(seq)
+        _check_time("until", until)
+        if seqs:
+            await self._writer.submit(writes.DEFER_NOTIFICATIONS, (until, tuple(seqs)))
+
     async def retry_notification(
         self, seq: int, *, error: str, next_attempt_at: float | None, at: float | None = None
     ) -> None:

@@ -41,6 +41,7 @@ from smsgw.storage.writer import Failure, OpKind
 
 __all__ = [
     "CREATE_MESSAGES",
+    "DEFER_NOTIFICATIONS",
     "ENQUEUE_NOTIFICATIONS",
     "MAP_SMSC_IDS",
     "NOTIFICATION_OUTCOMES",
@@ -535,6 +536,20 @@ def _notification_outcomes(
 
 
 NOTIFICATION_OUTCOMES = OpKind("notification_outcomes", 7, _notification_outcomes)
+
+
+def _defer_notifications(
+    db: sqlite3.Connection, payloads: Sequence[tuple[float, Sequence[int]]]
+) -> list[None]:
+    db.executemany(
+        "UPDATE notifications SET next_attempt_at = max(next_attempt_at, ?)"
+        " WHERE seq = ? AND state = 'pending'",
+        [(until, seq) for until, seqs in payloads for seq in seqs],
+    )
+    return [None] * len(payloads)
+
+
+DEFER_NOTIFICATIONS = OpKind("defer_notifications", 7, _defer_notifications)
 
 
 # --- provider statistics ----------------------------------------------------------------------

@@ -375,6 +375,26 @@ async def test_notification_outbox(store: Store, clock: FakeClock) -> None:
     assert counts_after == counts
 
 
+async def test_deferring_notifications_moves_them_later_without_an_attempt(
+    store: Store, clock: FakeClock
+) -> None:
+    def note(n: int) -> NewNotification:
+        return NewNotification(NotificationKind.STATUS, f"https://h/{n}", "{}")
+
+    with trio.fail_after(T):
+        await store.enqueue_notifications([note(1), note(2)])
+        one, two = await store.pending_notifications()
+        await store.retry_notification(two.seq, error="HTTP 503", next_attempt_at=START + 100)
+        await store.defer_notifications([one.seq, two.seq], until=START + 30)
+        due_at_29 = await store.pending_notifications(now=START + 29)
+        due_at_30 = await store.pending_notifications(now=START + 30)
+        due_at_100 = await store.pending_notifications(now=START + 100)
+    assert due_at_29 == []
+    assert [(n.seq, n.attempts) for n in due_at_30] == [(one.seq, 0)]  # no attempt counted
+    # Never earlier than it was: the retry at +100 stays at +100.
+    assert [(n.seq, n.attempts) for n in due_at_100] == [(one.seq, 0), (two.seq, 1)]
+
+
 async def test_provider_stats(store: Store, clock: FakeClock) -> None:
     minute = int(START // 60) * 60
     with trio.fail_after(T):

@@ -288,3 +288,29 @@ async def test_a_delivery_the_database_does_not_take_is_kept_not_posted_again(
     assert len(lines) == 2, lines
     assert lines[0].startswith("recording webhook outcomes (kept and tried again) failed")
     assert "works again" in lines[1]
+
+
+async def test_a_hung_target_does_not_hold_up_the_others(
+    store: Store, clock: FakeClock, nursery: trio.Nursery
+) -> None:
+    """A target that accepts connections and never answers: each attempt holds a worker for
+    ``timeout``. Once its attempts fail it gets at most ``per_target_concurrency`` workers,
+    and its other due rows are held back (no attempt counted), so another target's webhooks,
+    queued behind 40 of its rows, go out at once instead of after every one of them."""
+    hung, good = Receiver(), Receiver()
+    await hung.start(nursery)
+    await good.start(nursery)
+    hung.mode = "hang"
+    config = settings(concurrency=4, per_target_concurrency=2, timeout=2.0, batch_size=100)
+    deliverer = WebhookDeliverer(store, config, clock=clock)
+    await store.enqueue_notifications(notifications(hung.url, 40))
+    await store.enqueue_notifications(notifications(good.url, 5))
+    await nursery.start(deliverer.run)
+    with trio.fail_after(30):
+        while len(good.received) < 5:
+            await trio.sleep(0.02)
+    # The first round took all 4 workers (the target had not failed yet), then 2 at most.
+    assert len(hung.received) <= 4 + 2
+    pending = await store.pending_notifications(100, now=clock() + 3600)
+    held = [n for n in pending if n.target == hung.url and n.attempts == 0]
+    assert len(held) >= 40 - 6  # held back, not counted as attempts

@@ -151,6 +151,8 @@ MIN_RETRY_DELAY = 0.1
 
 #: Longest the due rows of a failing target at its cap are held back.
 DEFER_MAX = 60.0
+#: Failing target URLs remembered at most.
+FAILING_TARGETS = 10_000
 
 
 def defer_for(failing: int) -> float:
@@ -294,8 +296,9 @@ class WebhookDeliverer:
         #: whose last attempt failed).
         self._busy: collections.Counter[str] = collections.Counter()
         #: Failed attempts in a row per target URL (a success forgets it): how long the due
-        #: rows of a target at its cap are held back (:func:`defer_for`).
-        self._failing: dict[str, int] = {}
+        #: rows of a target at its cap are held back (:func:`defer_for`). Bounded: clients
+        #: choose the URLs, so the targets failed the longest ago are forgotten first.
+        self._failing: collections.OrderedDict[str, int] = collections.OrderedDict()
         #: Outcomes the database did not take: logged once with reminders while it lasts.
         self._not_recorded = Outage(log, "recording webhook outcomes (kept and tried again)")
         self._delivered = 0
@@ -304,6 +307,12 @@ class WebhookDeliverer:
 
     def stats(self) -> WebhookStats:
         return WebhookStats(self._delivered, self._failed, self._gave_up, len(self._in_flight))
+
+    @property
+    def failing_targets(self) -> tuple[str, ...]:
+        """The target URLs whose last attempt failed (limited to ``per_target_concurrency``
+        requests at once), the longest failing first; at most :data:`FAILING_TARGETS`."""
+        return tuple(self._failing)
 
     def reconfigure(self, config: WebhooksConfig) -> None:
         """Take a reloaded ``[webhooks]``: secrets, timeout and retry schedule apply to the next
@@ -421,6 +430,9 @@ class WebhookDeliverer:
                     self._failing.pop(target, None)
                 else:
                     self._failing[target] = self._failing.get(target, 0) + 1
+                    self._failing.move_to_end(target)
+                    if len(self._failing) > FAILING_TARGETS:
+                        self._failing.popitem(last=False)
                 await done.send(attempt)
 
     async def _recorder(self, done: trio.MemoryReceiveChannel[Attempt]) -> None:

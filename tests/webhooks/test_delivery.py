@@ -16,6 +16,7 @@ import pytest
 import trio
 from fakeclock import START, FakeClock
 
+from smsgw import webhooks
 from smsgw.config import WebhookSecret
 from smsgw.metrics import Metrics
 from smsgw.model import NotificationState
@@ -314,3 +315,21 @@ async def test_a_hung_target_does_not_hold_up_the_others(
     pending = await store.pending_notifications(100, now=clock() + 3600)
     held = [n for n in pending if n.target == hung.url and n.attempts == 0]
     assert len(held) >= 40 - 6  # held back, not counted as attempts
+
+
+async def test_failing_targets_are_remembered_up_to_a_bound(
+    store: Store, clock: FakeClock, nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clients choose their callback URLs: a failing URL per message must not grow memory
+    without end. The oldest failing targets are forgotten first; a success forgets one."""
+    monkeypatch.setattr(webhooks, "FAILING_TARGETS", 2)
+    refused = [f"http://127.0.0.1:1/{name}" for name in "abc"]  # nothing listens on port 1
+    deliverer = WebhookDeliverer(store, settings(), clock=clock)
+    for url in refused:
+        await store.enqueue_notifications(notifications(url, 1))
+    await nursery.start(deliverer.run)
+    with trio.fail_after(30):
+        while deliverer.stats().failed < 3:
+            await trio.sleep(0.02)
+    assert len(deliverer.failing_targets) == 2
+    assert set(deliverer.failing_targets) < set(refused)

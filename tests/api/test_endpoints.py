@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import sqlite3
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import attrs
 import httpx
 import trio
+from sqlite_lock import write_locked
 
 from smsgw.config import GatewayConfig, QueueBackend, RedisQueueConfig
 from smsgw.simulator import Faults
@@ -316,17 +316,12 @@ async def test_not_ready_while_the_database_refuses_writes(
     body = {"to": TO, "from": "ACME", "text": "hi"}
     async with api.client() as probe, api.client(SEND_KEY) as client:
         assert (await probe.get("/readyz")).status_code == 200
-        other = sqlite3.connect(config.database_path, isolation_level=None, timeout=10)
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with write_locked(config.database_path):
             refused = await client.post("/messages", json=body)
             assert refused.status_code == 503, refused.text
             ready = await probe.get("/readyz")
             assert ready.status_code == 503
             assert ready.json()["checks"] == ready_checks(storage=False)
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         ready = await probe.get("/readyz")
         assert ready.status_code == 200, ready.json()
         assert (await client.post("/messages", json=body)).status_code == 202

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import random
 import signal
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ from daemon.harness import DaemonProcess, provider_toml, write_config
 from pipeline.harness import Backend, gateway_config, provider, wait_status
 from prometheus_client.parser import text_string_to_metric_families
 from simulators import start_simulator
+from sqlite_lock import write_locked
 from webhooks.receiver import Receiver
 
 from smpp_codec.constants import EsmClass
@@ -367,14 +367,9 @@ async def test_database_writable_falls_while_writes_fail_and_rises_after(
     running = await start(config)
     with trio.fail_after(20):
         assert value(await running.scrape(), "smsgw_database_writable") == 1
-        other = sqlite3.connect(config.database_path, isolation_level=None, timeout=10)
-        other.execute("BEGIN IMMEDIATE")
-        try:
+        with write_locked(config.database_path):
             with pytest.raises(GatewayUnavailable):
                 await running.submit("refused")
             assert value(await running.scrape(), "smsgw_database_writable") == 0
             assert value(await running.scrape(), "smsgw_database_writable") == 0  # probe fails
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         assert value(await running.scrape(), "smsgw_database_writable") == 1  # probe works

@@ -8,14 +8,13 @@ from __future__ import annotations
 import functools
 import logging
 import random
-import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from pathlib import Path
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import trio
+from sqlite_lock import WriteLock, write_locked
 
 from smsgw.config import DatabaseConfig, GatewayConfig
 from smsgw.gateway import Gateway, GatewayUnavailable
@@ -28,28 +27,6 @@ from .harness import Harness, provider, wait_status, wait_until
 
 #: A write waits this long for the lock a test holds, then fails as "database unavailable".
 DATABASE = DatabaseConfig(commit_interval=0.002, busy_timeout=0.3)
-
-
-class WriteLock:
-    """Another connection holds ``path``'s write lock (readers still read: WAL) until
-    :meth:`release`."""
-
-    def __init__(self, path: Path) -> None:
-        self._other = sqlite3.connect(path, isolation_level=None, timeout=10)
-        self._other.execute("BEGIN IMMEDIATE")
-
-    def release(self) -> None:
-        self._other.execute("ROLLBACK")
-        self._other.close()
-
-
-@contextmanager
-def write_locked(path: Path) -> Iterator[None]:
-    lock = WriteLock(path)
-    try:
-        yield
-    finally:
-        lock.release()
 
 
 async def test_an_accepted_part_is_recorded_once_the_database_is_back_not_sent_again(

@@ -3,12 +3,12 @@ flush the database does not take keeps its counts for the next one."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 import trio
 from fakeclock import FakeClock
+from sqlite_lock import write_locked
 
 from smsgw.processor import ProviderStatsBuffer
 from smsgw.storage import StoreUnavailable, open_store
@@ -24,14 +24,8 @@ async def test_counts_a_failed_flush_could_not_write_are_written_by_the_next(
         async with open_store(path, clock=clock, busy_timeout=0.05) as store:
             buffer.add("a", submitted=3, latency_sum=1.5, latency_count=3)
             buffer.add("b", failed=1)
-            blocker = sqlite3.connect(path, isolation_level=None)
-            try:
-                blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-                with pytest.raises(StoreUnavailable):
-                    await buffer.flush(store)
-            finally:
-                blocker.execute("ROLLBACK")
-                blocker.close()
+            with write_locked(path), pytest.raises(StoreUnavailable):
+                await buffer.flush(store)
             buffer.add("a", submitted=2, receipts=4)
             await buffer.flush(store)
             stats = {s.provider: s for s in await store.provider_stats()}

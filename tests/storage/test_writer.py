@@ -16,6 +16,7 @@ import pytest
 import trio
 import trio.testing
 from fakeclock import FakeClock
+from sqlite_lock import write_locked
 
 from smsgw.adapters.sqlite import open_sqlite
 from smsgw.model import (
@@ -289,18 +290,13 @@ async def test_writes_failing_is_set_by_an_unavailable_database_and_cleared_by_a
             await store.create_messages([msg("m0")])
             assert not store.writes_failing
             before = read(db_path, "SELECT * FROM schema_version ORDER BY 1, 2")
-            blocker = sqlite3.connect(db_path, isolation_level=None)
-            try:
-                blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            with write_locked(db_path):  # another process holds the write lock
                 with pytest.raises(StoreUnavailable):
                     await store.create_messages([msg("m1")])
                 assert store.writes_failing
                 with pytest.raises(StoreUnavailable):
                     await store.probe_write()
                 assert store.writes_failing
-            finally:
-                blocker.execute("ROLLBACK")
-                blocker.close()
             await store.probe_write()
             assert not store.writes_failing
             assert read(db_path, "SELECT * FROM schema_version ORDER BY 1, 2") == before

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from pathlib import Path
 
 import pytest
 import trio
 from fakeclock import START, FakeClock
+from sqlite_lock import WriteLock
 
 from smsgw import webhooks
 from smsgw.config import WebhookSecret
@@ -269,8 +269,7 @@ async def test_a_delivery_the_database_does_not_take_is_kept_not_posted_again(
     async with open_store(path, clock=clock, synchronous="NORMAL", busy_timeout=0.2) as store:
         await store.enqueue_notifications(notifications(receiver.url, 3))
         deliverer = WebhookDeliverer(store, settings(poll_interval=0.02), clock=clock)
-        other = sqlite3.connect(path, isolation_level=None, timeout=10)
-        other.execute("BEGIN IMMEDIATE")  # the write lock, until ROLLBACK
+        lock = WriteLock(path)
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
                 await nursery.start(deliverer.run)
@@ -279,8 +278,7 @@ async def test_a_delivery_the_database_does_not_take_is_kept_not_posted_again(
                 await trio.sleep(1.5)  # dozens of polls; several failed writes of the outcomes
                 assert len(receiver.received) == 3
                 assert (await states(store))[NotificationState.PENDING] == 3  # reads work
-                other.execute("ROLLBACK")
-                other.close()
+                lock.release()
                 while (await states(store))[NotificationState.DELIVERED] < 3:
                     await trio.sleep(0.02)
                 nursery.cancel_scope.cancel()

@@ -49,6 +49,7 @@ from smpp_codec.segment import SplitMode
 from smsgw.config import GatewayConfig, ProviderConfig, QueueBackend
 from smsgw.dlr import DlrHandler, Notifier
 from smsgw.errors import SetupError
+from smsgw.file_lock import hold_lock
 from smsgw.messages import (
     Accepted,
     Counters,
@@ -84,6 +85,8 @@ from smsgw.supervise import Supervisor
 from smsgw.webhooks import WebhookDeliverer
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from smsgw.mo_shared import SharedParts
     from smsgw.receipt_relay import ReceiptRelay
     from smsgw.sharing import SharedLimits
@@ -202,7 +205,11 @@ class Gateway:
                         f"cannot create {path.parent} for {path.name} ([gateway] state_dir,"
                         f" or {key}): {exc.strerror or exc}"
                     ) from exc
+            owned = {config.database_path: "[database] path"}
+            if config.queue.backend is not QueueBackend.REDIS:
+                owned[config.queue_path] = "[queue.embedded] path"
             async with (
+                self._hold_locks(owned),
                 self._open_queue(config) as queue,
                 self._open_relay(config) as relay,
                 self._open_mo_parts(config) as mo_parts,
@@ -221,6 +228,15 @@ class Gateway:
             self._queue = self._store = self._manager = self._processor = None
             self._shared = None
             self._stopped.set()
+
+    @asynccontextmanager
+    async def _hold_locks(self, owned: dict[Path, str]) -> AsyncIterator[None]:
+        """Hold the lock of each file this gateway owns (:mod:`smsgw.file_lock`): a second
+        gateway on the same files stops here, before it opens them."""
+        with contextlib.ExitStack() as locks:
+            for path, key in owned.items():
+                locks.enter_context(hold_lock(path, key))
+            yield
 
     @asynccontextmanager
     async def _open_queue(self, config: GatewayConfig) -> AsyncIterator[Queue]:

@@ -54,6 +54,18 @@ async def _simulator(nursery: trio.Nursery, **config: object) -> tuple[Simulator
     return sim, port
 
 
+async def _bound_daemon(
+    nursery: trio.Nursery, tmp_path: Path
+) -> tuple[Simulator, Path, DaemonProcess]:
+    """A simulator, and ``smsgw run`` on a config with it as provider ``a``, once bound."""
+    sim, port = await _simulator(nursery)
+    config = write_config(tmp_path / "gw.toml", _gateway_toml(tmp_path) + provider_toml("a", port))
+    daemon = await nursery.start(DaemonProcess(config).run)
+    await daemon.wait_logged("gateway ready")
+    await poll(lambda: sim.stats.sessions == 1, 20, "bind")
+    return sim, config, daemon
+
+
 def _run_sync(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "smsgw.daemon", *args],
@@ -126,6 +138,28 @@ def test_an_api_port_in_use_exits_69_saying_so(tmp_path: Path) -> None:
     assert "exception" not in fatal
 
 
+async def test_a_second_daemon_on_the_same_state_exits_69_naming_the_first(
+    tmp_path: Path,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        sim, config, first = await _bound_daemon(nursery, tmp_path)
+        second = await trio.to_thread.run_sync(
+            lambda: _run_sync(tmp_path, "-c", str(config), "--log-format", "json")
+        )
+        assert second.returncode == 69, second.stderr
+        (fatal,) = _critical(second.stderr)
+        database = tmp_path / "state" / "smsgw.sqlite3"
+        assert fatal["message"] == (
+            f"the gateway stopped on an error: {database} is in use by another gateway "
+            f"(pid {first.pid}): stop it first, or give this one its own [database] path"
+        )
+        assert "exception" not in fatal
+        assert sim.stats.sessions == 1  # the second never bound
+        first.signal(signal.SIGTERM)
+        assert await first.wait_exit(60) == 0
+        nursery.cancel_scope.cancel()
+
+
 def _critical(stderr: str) -> list[dict[str, Any]]:
     records = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     return [r for r in records if r["level"] == "critical"]
@@ -189,13 +223,7 @@ async def test_second_sigterm_stops_at_once_with_143(tmp_path: Path) -> None:
 
 async def test_sigint_stops_like_sigterm(tmp_path: Path) -> None:
     async with trio.open_nursery() as nursery:
-        sim, port = await _simulator(nursery)
-        config = write_config(
-            tmp_path / "gw.toml", _gateway_toml(tmp_path) + provider_toml("a", port)
-        )
-        daemon = await nursery.start(DaemonProcess(config).run)
-        await daemon.wait_logged("gateway ready")
-        await poll(lambda: sim.stats.sessions == 1, 20, "bind")
+        _, _, daemon = await _bound_daemon(nursery, tmp_path)
         daemon.signal(signal.SIGINT)
         assert await daemon.wait_exit(60) == 0
         nursery.cancel_scope.cancel()

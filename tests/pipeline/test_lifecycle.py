@@ -3,9 +3,13 @@ crash leaves behind (a queued message without its row; a message sent but not ac
 
 from __future__ import annotations
 
+import os
+
+import pytest
 import trio
 
 from smpp_codec.text import Encoding
+from smsgw.errors import SetupError
 from smsgw.gateway import GatewayNotRunning
 from smsgw.messages import Accepted, Rejected, SubmitRequest
 from smsgw.model import MessageStatus, SmscIdMapping, StatusEvent
@@ -52,6 +56,24 @@ async def test_a_reload_adds_a_provider_without_a_restart(harness: Harness) -> N
         assert isinstance(accepted, Accepted)
         view = await wait_status(gateway, accepted.id, S.DELIVERED)
     assert view.provider == "b" and submit_count(b) == 1 and submit_count(a) == 0
+
+
+async def test_a_second_gateway_on_the_same_files_does_not_start(any_harness: Harness) -> None:
+    # Both would run, and receipts reaching one's connections for the other's submits would be
+    # orphaned (their messages left "submitted"): the second stops before opening anything.
+    sim = await any_harness.simulator()
+    config = any_harness.config([provider("a", sim.port)])
+    first = await any_harness.gateway(config)
+    with pytest.raises(SetupError) as refused:
+        await any_harness.gateway(config)
+    assert str(refused.value).startswith(
+        f"{config.database_path} is in use by another gateway (pid {os.getpid()})"
+    )
+    with trio.fail_after(20):
+        (accepted,) = await first.submit([request()])
+        assert isinstance(accepted, Accepted)
+        await wait_status(first, accepted.id, S.DELIVERED)
+    assert submit_count(sim) == 1
 
 
 async def test_a_drain_lets_in_flight_messages_finish(harness: Harness) -> None:

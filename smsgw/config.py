@@ -174,6 +174,8 @@ class EmbeddedQueueConfig:
 
     #: None: ``<state_dir>/queue.sqlite3``.
     path: Path | None = None
+    #: How long a write waits for the file's lock held by another process before it fails.
+    busy_timeout: float = duration_field(5.0, validator=positive_duration())
 
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")

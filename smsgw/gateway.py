@@ -70,7 +70,7 @@ from smsgw.processor import Processor, ProviderStatsBuffer, Settings, new_messag
 from smsgw.providers import ProviderManager
 from smsgw.queue.base import DeadLetter, Queue, QueueDepth, QueueError
 from smsgw.queue.base import NewMessage as QueueEntry
-from smsgw.queue.sqlite import open_sqlite_queue
+from smsgw.queue.sqlite import SqliteQueue, open_sqlite_queue
 from smsgw.routing import MessageAttrs, NoRoute, Router
 from smsgw.smpp.inbound import Inbound
 from smsgw.storage import (
@@ -249,7 +249,12 @@ class Gateway:
             ) as redis_queue:
                 yield redis_queue
         else:
-            async with open_sqlite_queue(config.queue_path, clock=self._clock) as sqlite_queue:
+            embedded = config.queue.embedded
+            async with open_sqlite_queue(
+                config.queue_path,
+                clock=self._clock,
+                busy_timeout=embedded.busy_timeout if embedded is not None else 5.0,
+            ) as sqlite_queue:
                 yield sqlite_queue
 
     @asynccontextmanager
@@ -379,6 +384,7 @@ class Gateway:
             cluster=shared,
             inbound=mo,
             database=store,
+            queue_file=queue if isinstance(queue, SqliteQueue) else None,
         )
         self.webhooks = WebhookDeliverer(
             store, config.webhooks, metrics=self.metrics, clock=self._clock, rand=self._rng.random
@@ -687,6 +693,22 @@ class Gateway:
         if self._queue is None:
             raise GatewayNotRunning("the gateway is not running")
         return await self._queue.dead_letters(limit=limit, offset=offset)
+
+    @property
+    def queue_writes_failing(self) -> bool:
+        """The embedded queue's file refused its last write as unavailable (its disk is full),
+        and none has committed since; always False with Redis. Reads (the depth) still work
+        then: :meth:`probe_queue` tells whether a write would."""
+        return isinstance(self._queue, SqliteQueue) and self._queue.writes_failing
+
+    async def probe_queue(self) -> None:
+        """A write to the embedded queue's file that changes nothing: raises
+        :class:`~smsgw.queue.base.QueueError` if the file cannot take writes now (nothing to do
+        with Redis)."""
+        if self._queue is None:
+            raise GatewayNotRunning("the gateway is not running")
+        if isinstance(self._queue, SqliteQueue):
+            await self._queue.probe_write()
 
     async def queue_depth(self) -> QueueDepth:
         """How many messages are ready, delayed, leased and dead in the queue (a metric)."""

@@ -232,7 +232,8 @@ class InboundSource(Protocol):
 
 
 class DatabaseSource(Protocol):
-    """``smsgw.storage.Store`` (its ``writes_failing`` and ``probe_write()``)."""
+    """``smsgw.storage.Store`` or ``smsgw.queue.sqlite.SqliteQueue`` (their
+    ``writes_failing`` and ``probe_write()``)."""
 
     @property
     def writes_failing(self) -> bool: ...
@@ -248,6 +249,7 @@ class _Sources:
         self.outbox: OutboxSource | None = None
         self.inbound: InboundSource | None = None
         self.database: DatabaseSource | None = None
+        self.queue_file: DatabaseSource | None = None
         # Filled by refresh(): the latest answers of the async sources (None: never read).
         self.depth: DepthView | None = None
         self.outbox_counts: Mapping[NotificationState, int] | None = None
@@ -272,13 +274,18 @@ class _SnapshotCollector(Collector):
                 "Redis queue all instances' (kept in Redis)",
                 value=float(self._sources.multipart_pending),
             )
-        if self._sources.database is not None:
-            yield GaugeMetricFamily(
-                "smsgw_database_writable",
-                "0 from a write the database refused as unavailable (disk full, locked) until "
-                "one commits again, else 1",
-                value=0.0 if self._sources.database.writes_failing else 1.0,
-            )
+        writable = (
+            ("smsgw_database_writable", "the database", self._sources.database),
+            ("smsgw_queue_writable", "the embedded queue's file", self._sources.queue_file),
+        )
+        for name, what, file in writable:
+            if file is not None:
+                yield GaugeMetricFamily(
+                    name,
+                    f"0 from a write {what} refused as unavailable (disk full, locked) until "
+                    "one commits again, else 1",
+                    value=0.0 if file.writes_failing else 1.0,
+                )
         if self._sources.cluster is not None:
             yield GaugeMetricFamily(
                 "smsgw_cluster_instances",
@@ -620,14 +627,16 @@ class Metrics:
         cluster: ClusterSource | None = None,
         inbound: InboundSource | None = None,
         database: DatabaseSource | None = None,
+        queue_file: DatabaseSource | None = None,
     ) -> None:
         """Read these at scrape time: ``providers.snapshot()`` (connections, window),
         ``rates.current_rate(name)`` (the gateway), ``await queue.depth()`` (queue and DLQ),
         ``await outbox.notification_counts()`` (the store), ``cluster.instance_count`` (shared
         limits), ``await inbound.multipart_pending()`` (the MO handler),
         ``database.writes_failing`` (the store: while true, a scrape tries ``probe_write()``,
-        so an idle gateway does not stay "not writable" once the database is back). Sources
-        left None keep the one set before."""
+        so an idle gateway does not stay "not writable" once the database is back),
+        ``queue_file`` likewise (the embedded queue). Sources left None keep the one set
+        before."""
         s = self._sources
         if providers is not None:
             s.providers = providers
@@ -643,6 +652,8 @@ class Metrics:
             s.inbound = inbound
         if database is not None:
             s.database = database
+        if queue_file is not None:
+            s.queue_file = queue_file
 
     async def refresh(self) -> None:
         """Read the async sources (the caller bounds the time: a slow source must not hold a
@@ -659,10 +670,11 @@ class Metrics:
             s.multipart_pending = await self._read(
                 "inbound", s.inbound.multipart_pending, s.multipart_pending
             )
-        if s.database is not None and s.database.writes_failing:
-            # Still failing: the gauge says so (the gateway's own log says why).
-            with contextlib.suppress(Exception):
-                await s.database.probe_write()
+        for file in (s.database, s.queue_file):
+            if file is not None and file.writes_failing:
+                # Still failing: the gauge says so (the gateway's own log says why).
+                with contextlib.suppress(Exception):
+                    await file.probe_write()
 
     async def _read(self, name: str, read: Callable[[], Awaitable[Any]], previous: Any) -> Any:
         try:

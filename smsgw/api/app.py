@@ -574,6 +574,9 @@ class ApiApp:
                 pass
             try:
                 await gateway.queue_depth()
+                # Likewise the embedded queue's file (it may be on another disk).
+                if gateway.queue_writes_failing:
+                    await gateway.probe_queue()
                 checks["queue"] = True
             except (GatewayNotRunning, QueueError):
                 pass

@@ -305,6 +305,13 @@ def _purge(conn: sqlite3.Connection, ids: Sequence[str]) -> int:
     return deleted
 
 
+def _probe(conn: sqlite3.Connection) -> None:
+    # Setting user_version to its own value still writes the header page to the write-ahead
+    # log: this fails where any write would, and changes nothing.
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    conn.execute(f"PRAGMA user_version = {int(version)}")
+
+
 def _depth(conn: sqlite3.Connection, clock: Clock) -> QueueDepth:
     """The counts, each from a range of one of the partial indexes (run in one read
     transaction, so they agree). A single ``GROUP BY`` over the table was simpler, but it read
@@ -371,6 +378,20 @@ class SqliteQueue:
         self._db = db
         self._clock = clock
         self._closed = False
+        self._writes_failing = False
+
+    @property
+    def writes_failing(self) -> bool:
+        """The last write transaction was refused as unavailable (the file's disk is full, a
+        lock held elsewhere beyond the busy timeout), and no write has committed since. Reads
+        may still work meanwhile: this is what tells."""
+        return self._writes_failing
+
+    async def probe_write(self) -> None:
+        """A write that changes nothing (it rewrites the file's header as it is): returns once
+        committed, raises :class:`QueueUnavailable` if the file cannot take writes now, and
+        sets :attr:`writes_failing` accordingly."""
+        await self._write(_probe)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -380,9 +401,13 @@ class SqliteQueue:
         """``fn(conn, *args)`` in one BEGIN IMMEDIATE transaction, in one round trip."""
         self._check_open()
         try:
-            return await self._db.run_transaction(fn, *args)
+            result = await self._db.run_transaction(fn, *args)
         except DatabaseUnavailable as exc:
+            self._writes_failing = True
             raise QueueUnavailable(str(exc)) from exc
+        if fn is not _lease or result:  # a lease that found nothing wrote nothing: no proof
+            self._writes_failing = False
+        return result
 
     async def _read(self, fn: Callable[..., _T], *args: Any, snapshot: bool = False) -> _T:
         """``fn(conn, *args)`` outside a transaction (one statement reads a consistent state),

@@ -9,10 +9,11 @@ from typing import Any
 
 import attrs
 import httpx
+import pytest
 import trio
 from sqlite_lock import write_locked
 
-from smsgw.config import GatewayConfig, QueueBackend, RedisQueueConfig
+from smsgw.config import EmbeddedQueueConfig, GatewayConfig, QueueBackend, RedisQueueConfig
 from smsgw.simulator import Faults
 
 from .harness import (
@@ -302,26 +303,33 @@ async def test_not_ready_without_a_bound_provider(nursery: trio.Nursery, tmp_pat
     await api.stop()
 
 
-async def test_not_ready_while_the_database_refuses_writes(
-    nursery: trio.Nursery, tmp_path: Path
+@pytest.mark.parametrize("check", ["storage", "queue"])
+async def test_not_ready_while_the_database_or_the_queue_refuses_writes(
+    nursery: trio.Nursery, tmp_path: Path, check: str
 ) -> None:
     """Reads work on a full disk: once a write failed (here: another process holds the write
-    lock beyond the busy timeout), ``storage`` is false until a probe write commits again, so
-    a load balancer stops sending submissions that could only get 503."""
+    lock beyond the busy timeout), ``storage`` (the database) or ``queue`` (the embedded
+    queue's file, which may be on another disk) is false until a probe write commits again,
+    so a load balancer stops sending submissions that could only get 503."""
     _, port = await start_simulator(nursery)
     config = gateway_config(tmp_path, [provider("sim", port)])
-    config = attrs.evolve(config, database=attrs.evolve(config.database, busy_timeout=0.3))
+    config = attrs.evolve(
+        config,
+        database=attrs.evolve(config.database, busy_timeout=0.3),
+        queue=attrs.evolve(config.queue, embedded=EmbeddedQueueConfig(busy_timeout=0.3)),
+    )
     api = await start_api(nursery, config)
     await wait_bound(api)
     body = {"to": TO, "from": "ACME", "text": "hi"}
+    locked = config.database_path if check == "storage" else config.queue_path
     async with api.client() as probe, api.client(SEND_KEY) as client:
         assert (await probe.get("/readyz")).status_code == 200
-        with write_locked(config.database_path):
+        with write_locked(locked):
             refused = await client.post("/messages", json=body)
             assert refused.status_code == 503, refused.text
             ready = await probe.get("/readyz")
             assert ready.status_code == 503
-            assert ready.json()["checks"] == ready_checks(storage=False)
+            assert ready.json()["checks"] == ready_checks(**{check: False})
         ready = await probe.get("/readyz")
         assert ready.status_code == 200, ready.json()
         assert (await client.post("/messages", json=body)).status_code == 202

@@ -66,6 +66,7 @@ def exported() -> set[str]:
         cluster=Cluster(),
         inbound=Inbound(),
         database=Database(),
+        queue_file=Database(),
     )
     trio.run(m.refresh)
     text = m.render()[0].decode()

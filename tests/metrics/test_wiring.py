@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import attrs
 import httpx
 import pytest
 import trio
@@ -26,7 +27,7 @@ from webhooks.receiver import Receiver
 
 from smpp_codec.constants import EsmClass
 from smpp_codec.pdu import DeliverSm
-from smsgw.config import DatabaseConfig, GatewayConfig, WebhooksConfig
+from smsgw.config import DatabaseConfig, EmbeddedQueueConfig, GatewayConfig, WebhooksConfig
 from smsgw.gateway import Gateway, GatewayUnavailable
 from smsgw.messages import Accepted, SubmitRequest
 from smsgw.metrics import serve_metrics
@@ -353,23 +354,35 @@ async def test_multipart_mos_waiting_for_parts_are_a_gauge(
     assert value(done, "smsgw_inbound_messages_total", provider="a", complete="true") == 1
 
 
-async def test_database_writable_falls_while_writes_fail_and_rises_after(
-    start: Start, nursery: trio.Nursery, tmp_path: Path
+@pytest.mark.parametrize("gauge", ["smsgw_database_writable", "smsgw_queue_writable"])
+async def test_writable_falls_while_writes_fail_and_rises_after(
+    start: Start, nursery: trio.Nursery, tmp_path: Path, gauge: str
 ) -> None:
-    """0 from a write the database refused (here: another process holds its write lock
-    beyond the busy timeout) until one commits; an idle gateway's scrape probes for that."""
+    """0 from a write the database (or the embedded queue's file) refused (here: another
+    process holds its write lock beyond the busy timeout) until one commits; an idle
+    gateway's scrape probes for that. The other file's gauge stays 1."""
     sim = await start_simulator(nursery, SimulatorConfig(seed=1))
     config = gateway_config(
         tmp_path / "state",
         [provider("a", sim.port)],
         database=DatabaseConfig(commit_interval=0.002, busy_timeout=0.2),
     )
+    config = attrs.evolve(
+        config, queue=attrs.evolve(config.queue, embedded=EmbeddedQueueConfig(busy_timeout=0.2))
+    )
+    locked, other = (
+        (config.database_path, "smsgw_queue_writable")
+        if gauge == "smsgw_database_writable"
+        else (config.queue_path, "smsgw_database_writable")
+    )
     running = await start(config)
     with trio.fail_after(20):
-        assert value(await running.scrape(), "smsgw_database_writable") == 1
-        with write_locked(config.database_path):
+        assert value(await running.scrape(), gauge) == 1
+        with write_locked(locked):
             with pytest.raises(GatewayUnavailable):
                 await running.submit("refused")
-            assert value(await running.scrape(), "smsgw_database_writable") == 0
-            assert value(await running.scrape(), "smsgw_database_writable") == 0  # probe fails
-        assert value(await running.scrape(), "smsgw_database_writable") == 1  # probe works
+            assert value(await running.scrape(), gauge) == 0
+            scraped = await running.scrape()
+            assert value(scraped, gauge) == 0  # the probe fails
+            assert value(scraped, other) == 1
+        assert value(await running.scrape(), gauge) == 1  # the probe works

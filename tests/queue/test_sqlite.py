@@ -12,6 +12,7 @@ import pytest
 import trio
 import trio.testing
 import trio_asyncio  # type: ignore[import-untyped]
+from sqlite_lock import write_locked
 
 from smsgw.adapters.sqlite import (
     ConstraintViolation,
@@ -180,6 +181,36 @@ async def test_write_lock_held_elsewhere_makes_writes_unavailable_but_not_reads(
                 other.close()
             await queue.enqueue([msg("b")])
             assert [x.message.id for x in await queue.lease("c", 5, LONG)] == ["a", "b"]
+
+
+async def test_writes_failing_from_a_refused_write_until_one_commits(
+    tmp_path: Path, fake_clock: FakeClock
+) -> None:
+    """What ``/readyz`` and ``smsgw_queue_writable`` read: reads work while writes fail, so
+    the queue says so itself; a lease that finds nothing writes nothing and proves nothing."""
+    path = tmp_path / "queue.db"
+    with trio.fail_after(10):
+        async with open_sqlite_queue(path, clock=fake_clock, busy_timeout=0.1) as queue:
+            await queue.probe_write()
+            assert not queue.writes_failing
+            with write_locked(path):
+                with pytest.raises(QueueUnavailable):
+                    await queue.enqueue([msg("a")])
+                assert queue.writes_failing
+                with pytest.raises(QueueUnavailable):
+                    await queue.probe_write()  # it rewrites the header: refused too
+                assert queue.writes_failing
+            assert await queue.lease("c", 1, LONG) == []  # nothing to lease: nothing written
+            assert queue.writes_failing
+            await queue.probe_write()
+            assert not queue.writes_failing
+            with write_locked(path), pytest.raises(QueueUnavailable):
+                await queue.probe_write()
+            await queue.enqueue([msg("a")])  # any write that commits clears it
+            assert not queue.writes_failing
+            assert [x.message.id for x in await queue.lease("c", 1, LONG)] == ["a"]
+            async with open_sqlite(path) as db:
+                assert await db.fetchone("PRAGMA user_version") == (0,)  # the probe changed nothing
 
 
 async def test_queue_tables_live_beside_the_gateways_own(

@@ -309,6 +309,8 @@ class Processor:
         self._given_back = Outage(log, "processing messages (given back to the queue)")
         self._recording = Outage(log, "recording parts the SMSC accepted (trying again)")
         self._extending = Outage(log, "extending leases")
+        #: The messages this process works on now, each with an event set when that ends.
+        self._working: dict[str, trio.Event] = {}
 
     def update(self, settings: Settings) -> None:
         self.settings = settings
@@ -454,6 +456,35 @@ class Processor:
         done: list[Lease],
         finished: set[str],
         batcher: StatusBatcher | None = None,
+    ) -> None:
+        message_id = lease.message.id
+        earlier = self._working.get(message_id)
+        if earlier is not None:
+            # Its earlier lease here expired while it was still worked on (the wall clock
+            # stepped forward, the process stalled) and the queue handed it out again. Sent
+            # now, what is in flight would be sent twice: once that work ends, the message's
+            # history says what is left (bounded: that work gives up within a lease).
+            log.info(
+                "message %s leased again while this process still works on it (its lease"
+                " expired): waiting for that work to end",
+                message_id,
+            )
+            with trio.move_on_after(self.settings.config.queue.visibility_timeout):
+                await earlier.wait()
+        working = self._working[message_id] = trio.Event()
+        try:
+            await self._process_leased(lease, done, finished, batcher)
+        finally:
+            working.set()
+            if self._working.get(message_id) is working:
+                del self._working[message_id]
+
+    async def _process_leased(
+        self,
+        lease: Lease,
+        done: list[Lease],
+        finished: set[str],
+        batcher: StatusBatcher | None,
     ) -> None:
         try:
             verdict = await self.process(lease, batcher)

@@ -222,3 +222,33 @@ async def test_leases_are_extended_while_a_message_takes_long(harness: Harness) 
     # Without the extensions another consumer would have leased it again and sent it twice.
     assert submit_count(sim) == 1
     assert gateway.stats().leases_lost == 0
+
+
+async def test_a_message_leased_again_while_in_flight_here_is_sent_once(
+    harness: Harness,
+) -> None:
+    """The wall clock steps forward (NTP after a suspend, a migrated VM) past the lease of a
+    message waiting for the SMSC's answer: the queue hands it out again, to another consumer
+    of this process. That one waits for the first to finish, finds the part accepted, and does
+    not send it again."""
+    sim = await harness.simulator()
+    clock = FakeClock()
+    config = harness.config(
+        [provider("a", sim.port, request_timeout=30)], queue={"visibility_timeout": 30.0}
+    )
+    gateway = await harness.gateway(config, clock=clock)
+    with trio.fail_after(20):
+        await wait_until(lambda: gateway.providers.healthy("a"), what="a bound")
+        sim.sim.set_faults(Faults(latency=1.5))
+        (accepted,) = await gateway.submit([request()])
+        assert isinstance(accepted, Accepted)
+        await wait_until(lambda: submit_count(sim) == 1, what="the submit in flight")
+        clock.advance(60)  # its lease has expired: the other consumer leases it
+        await wait_until(lambda: gateway.stats().duplicates_detected == 1, what="the 2nd lease")
+        await wait_until(lambda: gateway.stats().in_flight == 0, what="the ack")
+        sim.sim.set_faults(Faults())
+        view = await wait_status(gateway, accepted.id, S.SUBMITTED, S.DELIVERED)
+        depth = await gateway.queue_depth()
+    assert submit_count(sim) == 1
+    assert view.parts[0].provider == "a"
+    assert (depth.ready, depth.leased, depth.delayed) == (0, 0, 0)

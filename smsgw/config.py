@@ -70,6 +70,7 @@ from .smpp.backoff import BackoffPolicy
 from .smpp.config import BindMode, ClientConfig, TlsConfig
 
 __all__ = [
+    "MAX_EVENTS_PER_REQUEST",
     "AddressingConfig",
     "ApiConfig",
     "ApiKeyConfig",
@@ -97,6 +98,7 @@ __all__ = [
     "RetryPolicy",
     "RouteConfig",
     "RouteTarget",
+    "WebhookBatching",
     "WebhookSecret",
     "WebhooksConfig",
     "load_config",
@@ -801,6 +803,34 @@ class WebhookSecret:
     secret: str = attrs.field(validator=non_empty, metadata={SECRET: True}, repr=False)
 
 
+#: Most events one batched webhook request may carry.
+MAX_EVENTS_PER_REQUEST = 1000
+
+
+@attrs.frozen
+class WebhookBatching:
+    """``[[webhooks.batching]]``: targets whose URL starts with ``prefix`` get their due
+    notifications up to ``max_events`` per request, as ``{"events": [...]}``
+    (``docs/webhooks.md``, "Batched requests"); the longest matching prefix wins."""
+
+    prefix: str = attrs.field(validator=_http_url_prefix)
+    max_events: int = attrs.field(validator=between(1, MAX_EVENTS_PER_REQUEST))
+
+
+_Prefixed = TypeVar("_Prefixed", WebhookSecret, WebhookBatching)
+
+
+def _longest_prefix(entries: Sequence[_Prefixed], target: str) -> _Prefixed | None:
+    """The entry whose ``prefix`` is the longest that ``target`` starts with, if any."""
+    best: _Prefixed | None = None
+    for entry in entries:
+        if target.startswith(entry.prefix) and (
+            best is None or len(entry.prefix) > len(best.prefix)
+        ):
+            best = entry
+    return best
+
+
 #: An IP network as the standard library parses it (a bare address: a /32 or /128).
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -863,6 +893,8 @@ class WebhooksConfig:
         default=None, validator=_optional(non_empty), metadata={SECRET: True}, repr=False
     )
     secrets: tuple[WebhookSecret, ...] = attrs.field(default=(), repr=False)
+    #: Targets that take several events per request (none: one event per request).
+    batching: tuple[WebhookBatching, ...] = ()
     #: Where inbound (mobile-originated) messages are POSTed; None: they are stored and listed
     #: by the API (``GET /api/v1/inbound``) but not pushed.
     inbound_url: str | None = attrs.field(default=None, validator=_http_url)
@@ -914,13 +946,13 @@ class WebhooksConfig:
     def secret_for(self, target: str) -> str | None:
         """The secret that signs requests to ``target``: the longest matching prefix's, else
         the global one."""
-        best: WebhookSecret | None = None
-        for entry in self.secrets:
-            if target.startswith(entry.prefix) and (
-                best is None or len(entry.prefix) > len(best.prefix)
-            ):
-                best = entry
+        best = _longest_prefix(self.secrets, target)
         return best.secret if best is not None else self.secret
+
+    def batching_for(self, target: str) -> WebhookBatching | None:
+        """How requests to ``target`` are batched (the longest matching prefix's entry), or
+        None: one event per request, in the single-event form."""
+        return _longest_prefix(self.batching, target)
 
 
 # --- the whole file -------------------------------------------------------------------------

@@ -12,7 +12,10 @@ task reads due rows, POSTs each one's JSON to its target, and records the outcom
   row was created or ``max_attempts``; then it is given up: state ``dead``, kept for inspection.
 
 Each request carries ``X-Smsgw-Event-Id``, ``X-Smsgw-Timestamp`` and (with a secret)
-``X-Smsgw-Signature`` (:mod:`smsgw.signing`); the event id is also the body's first key.
+``X-Smsgw-Signature`` (:mod:`smsgw.signing`); the event id is also the body's first key. A
+target that takes batches (``[[webhooks.batching]]``) gets up to ``max_events`` due
+notifications per request, ``{"events": [...]}`` with ``X-Smsgw-Event-Count`` instead of the
+event id header; the answer applies to every event of the request.
 
 Two clocks: ``clock`` is wall-clock epoch seconds, the store's time (``next_attempt_at``, the
 timestamp header), injectable for tests; waits use Trio's clock. ``deliver_due`` is one pass
@@ -33,7 +36,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 import attrs
@@ -47,6 +50,7 @@ from .storage.errors import StoreError, StoreUnavailable
 from .webhook_http import DeliveryFailed, HttpPool
 
 __all__ = [
+    "EVENT_COUNT_HEADER",
     "EVENT_ID_HEADER",
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
@@ -55,14 +59,17 @@ __all__ = [
     "WebhookClient",
     "WebhookDeliverer",
     "WebhookStats",
+    "batch_body",
     "event_id",
     "next_attempt_at",
     "request_body",
+    "requests_for",
 ]
 
 log = logging.getLogger("smsgw.webhooks")
 
 EVENT_ID_HEADER = "X-Smsgw-Event-Id"
+EVENT_COUNT_HEADER = "X-Smsgw-Event-Count"
 TIMESTAMP_HEADER = "X-Smsgw-Timestamp"
 SIGNATURE_HEADER = "X-Smsgw-Signature"
 
@@ -72,6 +79,7 @@ USER_AGENT = "smsgw-webhooks/1"
 _USER_AGENT = (b"User-Agent", USER_AGENT.encode("ascii"))
 _CONTENT_TYPE = (b"Content-Type", b"application/json")
 _EVENT_ID = EVENT_ID_HEADER.encode("ascii")
+_EVENT_COUNT = EVENT_COUNT_HEADER.encode("ascii")
 _TIMESTAMP = TIMESTAMP_HEADER.encode("ascii")
 _SIGNATURE = SIGNATURE_HEADER.encode("ascii")
 
@@ -80,7 +88,7 @@ class OutboxStore(Protocol):
     """What the deliverer needs of :class:`smsgw.storage.Store`."""
 
     async def pending_notifications(
-        self, limit: int = 100, *, now: float | None = None
+        self, limit: int = 100, *, now: float | None = None, excluding: Collection[int] = ()
     ) -> list[Notification]: ...
 
     async def complete_notifications(
@@ -140,6 +148,40 @@ def request_body(notification: Notification, event: str) -> bytes:
     return json.dumps(
         {"event_id": event, **document}, ensure_ascii=False, separators=(",", ":")
     ).encode("utf-8")
+
+
+def batch_body(bodies: Sequence[bytes]) -> bytes:
+    """The bytes POSTed to a target that takes batches: ``{"events": [...]}`` around the
+    events' own bodies (:func:`request_body`), in order."""
+    return b'{"events":[' + b",".join(bodies) + b"]}"
+
+
+#: One request: due notifications to one target (one, or several for a target that takes
+#: batches), POSTed together; the answer applies to each.
+Request = tuple[Notification, ...]
+
+
+def requests_for(notifications: Sequence[Notification], config: WebhooksConfig) -> list[Request]:
+    """The requests that carry ``notifications`` (due ones, in the order read): each alone,
+    except to a target that takes batches, whose notifications go together in that order, up
+    to its ``max_events`` per request. A request stands where its first notification stood,
+    so the oldest due go first."""
+    requests: list[list[Notification]] = []
+    open_: dict[str, list[Notification]] = {}  # per batched target: its request with room
+    for notification in notifications:
+        target = notification.target
+        batching = config.batching_for(target)
+        if batching is None:
+            requests.append([notification])
+            continue
+        request = open_.get(target)
+        if request is None:
+            request = open_[target] = []
+            requests.append(request)
+        request.append(notification)
+        if len(request) >= batching.max_events:
+            del open_[target]
+    return [tuple(request) for request in requests]
 
 
 #: First and longest pause before outcomes the database did not take are written again, while
@@ -336,13 +378,13 @@ class WebhookDeliverer:
         attempts: list[Attempt] = []
         limiter = trio.CapacityLimiter(self._config.concurrency)
 
-        async def one(client: WebhookClient, notification: Notification) -> None:
+        async def one(client: WebhookClient, request: Request) -> None:
             async with limiter:
-                attempts.append(await self._attempt(client, notification))
+                attempts.extend(await self._attempt(client, request))
 
         async with self._client_in_use() as client, trio.open_nursery() as nursery:
-            for notification in due:
-                nursery.start_soon(one, client, notification)
+            for request in requests_for(due, self._config):
+                nursery.start_soon(one, client, request)
         outcomes = await self._record(attempts)
         return PassResult(tuple(sorted(outcomes, key=lambda o: o.seq)))
 
@@ -350,7 +392,7 @@ class WebhookDeliverer:
         """Deliver until cancelled: a poller hands due rows to ``concurrency`` workers, whose
         outcomes a recorder writes to the store in batches."""
         concurrency = self._config.concurrency
-        send, receive = trio.open_memory_channel[Notification](0)
+        send, receive = trio.open_memory_channel[Request](0)
         # Room for about one batch of outcomes while the previous batch is being written; when
         # it is full the workers wait, so a slow store slows the deliveries down.
         done_send, done_receive = trio.open_memory_channel[Attempt](
@@ -372,30 +414,31 @@ class WebhookDeliverer:
             self._in_flight.clear()
             self._busy.clear()
 
-    async def _poll(self, send: trio.MemorySendChannel[Notification]) -> None:
+    async def _poll(self, send: trio.MemorySendChannel[Request]) -> None:
         while True:
             self._wake = trio.Event()
-            # Rows in flight are still pending (so due): ask for enough to see new ones past them.
-            limit = self._config.batch_size + len(self._in_flight)
+            # Rows in flight are still pending (so due): the read leaves them out.
             now = self._clock()
-            due = await self._store.pending_notifications(limit, now=now)
-            fresh = [n for n in due if n.seq not in self._in_flight]
+            due = await self._store.pending_notifications(
+                self._config.batch_size, now=now, excluding=tuple(self._in_flight)
+            )
             cap = self._config.per_target_concurrency
             held: dict[str, list[int]] = collections.defaultdict(list)
-            for notification in fresh:
-                target = notification.target
-                # A target whose last attempt failed gets no more than its cap at once: one
-                # that hangs cannot take every worker, so the others' webhooks go on. One that
-                # answers may use them all (a single client's webhooks are not slowed down).
+            for request in requests_for(due, self._config):
+                target = request[0].target
+                # A target whose last attempt failed gets no more than its cap of requests at
+                # once: one that hangs cannot take every worker, so the others' webhooks go on.
+                # One that answers may use them all (a single client's webhooks are not slowed
+                # down).
                 if self._failing.get(target) and self._busy[target] >= cap:
-                    held[target].append(notification.seq)
+                    held[target].extend(notification.seq for notification in request)
                     continue
-                self._in_flight.add(notification.seq)
+                self._in_flight.update(notification.seq for notification in request)
                 self._busy[target] += 1
-                await send.send(notification)  # waits while every worker is busy
+                await send.send(request)  # waits while every worker is busy
             if held and await self._hold_back(held, now):
                 continue  # the rows behind them are due too: look at once
-            if not fresh or held:
+            if not due or held:
                 with trio.move_on_after(self._config.poll_interval):
                     await self._wake.wait()
 
@@ -414,26 +457,27 @@ class WebhookDeliverer:
     async def _worker(
         self,
         client: WebhookClient,
-        receive: trio.MemoryReceiveChannel[Notification],
+        receive: trio.MemoryReceiveChannel[Request],
         done: trio.MemorySendChannel[Attempt],
     ) -> None:
         async with receive, done:
-            async for notification in receive:
-                target = notification.target
+            async for request in receive:
+                target = request[0].target
                 try:
-                    attempt = await self._attempt(client, notification)
+                    attempts = await self._attempt(client, request)
                 finally:
                     self._busy[target] -= 1
                     if self._busy[target] <= 0:
                         del self._busy[target]
-                if attempt.error is None:
+                if attempts[0].error is None:
                     self._failing.pop(target, None)
                 else:
                     self._failing[target] = self._failing.get(target, 0) + 1
                     self._failing.move_to_end(target)
                     if len(self._failing) > FAILING_TARGETS:
                         self._failing.popitem(last=False)
-                await done.send(attempt)
+                for attempt in attempts:
+                    await done.send(attempt)
 
     async def _recorder(self, done: trio.MemoryReceiveChannel[Attempt]) -> None:
         """Write the outcomes that arrived while the previous write was under way, together.
@@ -486,11 +530,12 @@ class WebhookDeliverer:
             self._pools.discard(pool)
             await pool.aclose()
 
-    async def _attempt(self, client: WebhookClient, notification: Notification) -> Attempt:
-        """POST once; the outcome is not written yet."""
-        event = event_id(notification)
-        error = await self._post(client, notification, event)
-        return Attempt(notification, event, error)
+    async def _attempt(self, client: WebhookClient, request: Request) -> list[Attempt]:
+        """POST once; the outcome (the same for each notification of the request) is not
+        written yet."""
+        events = [event_id(notification) for notification in request]
+        error = await self._post(client, request, events)
+        return [Attempt(n, event, error) for n, event in zip(request, events, strict=True)]
 
     async def _record(
         self, attempts: Sequence[Attempt], *, kept: list[Attempt] | None = None
@@ -571,25 +616,25 @@ class WebhookDeliverer:
                 error,
             )
 
-    async def _post(
-        self, client: WebhookClient, notification: Notification, event: str
-    ) -> str | None:
+    async def _post(self, client: WebhookClient, request: Request, events: list[str]) -> str | None:
         """POST once; None on a 2xx, else why not."""
-        body = request_body(notification, event)
+        target = request[0].target
+        bodies = [request_body(n, event) for n, event in zip(request, events, strict=True)]
         timestamp = int(self._clock())
-        headers = [
-            _USER_AGENT,
-            _CONTENT_TYPE,
-            (_EVENT_ID, event.encode("ascii")),
-            (_TIMESTAMP, b"%d" % timestamp),
-        ]
-        secret = self._config.secret_for(notification.target)
+        if len(request) > 1 or self._config.batching_for(target) is not None:
+            body = batch_body(bodies)
+            identity = (_EVENT_COUNT, b"%d" % len(request))
+        else:
+            body = bodies[0]
+            identity = (_EVENT_ID, events[0].encode("ascii"))
+        headers = [_USER_AGENT, _CONTENT_TYPE, identity, (_TIMESTAMP, b"%d" % timestamp)]
+        secret = self._config.secret_for(target)
         if secret is not None:
             headers.append((_SIGNATURE, sign(secret, timestamp, body).encode("ascii")))
         timeout = self._config.timeout
         with trio.move_on_after(timeout):
             try:
-                status = await client.post(notification.target, headers, body)
+                status = await client.post(target, headers, body)
             except DeliveryFailed as exc:
                 return str(exc)[:500]
             if 200 <= status < 300:

@@ -18,7 +18,8 @@ Figures printed (medians of ``--repeats`` runs, with the load average before and
 - end to end, with webhooks: batches whose every message asks for its status webhooks (a
   receiver in another child process answers them): from the first request to the last message
   submitted to the SMSC, to the last delivery receipt, and to the last webhook delivered, in
-  messages/s (and webhooks/s).
+  messages/s (and webhooks/s); then the same again with the receiver taking batches of up to
+  ``--webhook-batch`` events per request (``[[webhooks.batching]]``, set by a reload).
 
 - Kannel (the peer), when its ``bearerbox`` and ``smsbox`` are on ``PATH``: the end-to-end
   phase's messages through it, on the same simulator (:mod:`smsgw.bench.kannel`); the ratio of
@@ -56,7 +57,7 @@ from smsgw.asgi_server import ServerSettings, serve
 from smsgw.bench import kannel
 from smsgw.bench.gateway import ServerProcess, Setup, SimulatorProcess, config_text
 from smsgw.bench.report import print_table
-from smsgw.config import GatewayConfig, parse_config
+from smsgw.config import GatewayConfig, WebhookBatching, parse_config
 from smsgw.gateway import Gateway
 from smsgw.model import NotificationState
 from smsgw.testing.ports import free_port
@@ -420,6 +421,13 @@ async def _api(
         results = {"single": _median(single), "batch": _median(batch)}
         if end_to_end:
             results["end_to_end"] = await _end_to_end(gateway, url, key, args)
+            if args.webhook_batch:
+                # Again, with the receiver taking batches (a reload, as an operator would).
+                most = args.webhook_batch
+                batching = WebhookBatching(prefix="http://127.0.0.1:", max_events=most)
+                webhooks = attrs.evolve(config.webhooks, batching=(batching,))
+                await gateway.reload(attrs.evolve(config, webhooks=webhooks))
+                results["end_to_end_batched"] = await _end_to_end(gateway, url, key, args)
             await gateway.drain(5.0)
         nursery.cancel_scope.cancel()
     return results
@@ -442,6 +450,7 @@ async def _bench(args: argparse.Namespace) -> dict[str, Any]:
         "api_alone": alone,
         **running,
         "kannel": peer_e2e,
+        "webhook_batch": args.webhook_batch,
         "load_average": {"before": load_before[:3], "after": os.getloadavg()[:3]},
         "cpus": os.cpu_count(),
         "processes": {
@@ -495,6 +504,7 @@ def report(results: dict[str, Any]) -> None:
              "", "", "", ""),
             ("end to end: all done", f"{e2e['done_per_second']:,.0f} messages/s",
              "", "", f"{e2e['cpu_per_message'] * 1e6:,.0f} us/message", TARGETS["e2e"]),
+            *_batched_rows(results.get("end_to_end_batched"), results["webhook_batch"]),
             *_kannel_rows(results["kannel"]),
         ],
     )  # fmt: skip
@@ -520,6 +530,29 @@ def report(results: dict[str, Any]) -> None:
     }
     if refused:
         print(f"  answers other than 2xx: {refused}")
+
+
+def _batched_rows(e2e: dict[str, Any] | None, most: int) -> list[tuple[str, ...]]:
+    if e2e is None:
+        return []
+    return [
+        (
+            f"end to end, webhooks batched ({most} at most): webhooks delivered",
+            f"{e2e['webhooks_per_second']:,.0f} webhooks/s ({e2e['webhooks']:,})",
+            "",
+            "",
+            "",
+            "",
+        ),
+        (
+            f"end to end, webhooks batched ({most} at most): all done",
+            f"{e2e['done_per_second']:,.0f} messages/s",
+            "",
+            "",
+            f"{e2e['cpu_per_message'] * 1e6:,.0f} us/message",
+            TARGETS["e2e"],
+        ),
+    ]
 
 
 def _kannel_rows(peer: dict[str, Any] | None) -> list[tuple[str, ...]]:
@@ -578,6 +611,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--batch-concurrency", type=int, default=4, help="client connections for batches"
+    )
+    parser.add_argument(
+        "--webhook-batch",
+        type=int,
+        default=100,
+        help="run the end-to-end phase again with the receiver taking up to this many events "
+        "per webhook request ([[webhooks.batching]]); 0: not",
     )
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (median printed)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")

@@ -9,7 +9,9 @@ The receiver is a small HTTP server (h11 on Trio) in a child process that answer
 Two HTTP clients are measured in the same run, one after the other on identical copies, under
 the same deliverer: ``httpx`` (an ``httpx.AsyncClient`` used as the deliverer used it before
 issue 6: status line only, so a new connection per request) and the deliverer's own keep-alive
-pool (:mod:`smsgw.webhook_http`, h11 on Trio). For each: deliveries per second and CPU
+pool (:mod:`smsgw.webhook_http`, h11 on Trio); then the pool again with the receiver taking
+batches of up to ``--batch`` events per request (``[[webhooks.batching]]``: a receiver that
+was down and comes back to a backlog). For each: deliveries per second and CPU
 milliseconds per delivery of this process (all threads: the deliverer and the store's SQLite
 threads), of which the Trio thread's, and the receiver process's; medians of ``--runs``, and
 the ratios. CPU per delivery is the steadier figure on a shared machine. ``--profile FILE``
@@ -39,7 +41,7 @@ import h11
 import httpx
 import trio
 
-from smsgw.config import WebhooksConfig
+from smsgw.config import MAX_EVENTS_PER_REQUEST, WebhookBatching, WebhooksConfig
 from smsgw.model import NewNotification, NotificationKind, NotificationState
 from smsgw.storage import open_store
 from smsgw.webhook_http import DeliveryFailed, HttpPool
@@ -130,10 +132,11 @@ def _new_pool(config: WebhooksConfig) -> WebhookClient:
     return HttpPool(max_connections=config.concurrency, proxies={})  # direct, whatever the env
 
 
-#: The clients, in the order they run: name -> factory.
-CLIENTS: dict[str, Callable[[WebhooksConfig], WebhookClient]] = {
-    "httpx client (as before)": HttpxClient,
-    "webhook_http pool (now)": _new_pool,
+#: The variants, in the order they run: name -> (the client's factory, batched requests?).
+VARIANTS: dict[str, tuple[Callable[[WebhooksConfig], WebhookClient], bool]] = {
+    "httpx client (as before)": (HttpxClient, False),
+    "webhook_http pool (now)": (_new_pool, False),
+    "the pool, batched requests": (_new_pool, True),
 }
 
 
@@ -226,8 +229,10 @@ async def _drain(
 
 
 async def _bench(args: argparse.Namespace) -> dict[str, list[Drain]]:
-    config = WebhooksConfig(secret="bench-secret", concurrency=args.concurrency)
-    results: dict[str, list[Drain]] = {name: [] for name in CLIENTS}
+    single = WebhooksConfig(secret="bench-secret", concurrency=args.concurrency)
+    batching = WebhookBatching(prefix="http://127.0.0.1:", max_events=args.batch)
+    batched = attrs.evolve(single, batching=(batching,))
+    results: dict[str, list[Drain]] = {name: [] for name in VARIANTS}
     receiver = [sys.executable, "-m", "smsgw.bench.webhooks", "--serve-receiver"]
     with tempfile.TemporaryDirectory(prefix="smsgw-bench-webhooks-") as tmp:
         full = Path(tmp) / "full.sqlite3"
@@ -237,7 +242,8 @@ async def _bench(args: argparse.Namespace) -> dict[str, list[Drain]]:
             pid = server.proc.pid
             await _fill(full, f"http://127.0.0.1:{port}/hook", args.count)
             for run in range(args.runs):
-                for name, factory in CLIENTS.items():
+                for name, (factory, batches) in VARIANTS.items():
+                    config = batched if batches else single
                     copy = Path(tmp) / f"run-{run}.sqlite3"
                     shutil.copyfile(full, copy)
                     client = factory(config)
@@ -254,11 +260,11 @@ async def _bench(args: argparse.Namespace) -> dict[str, list[Drain]]:
             if args.profile:
                 copy = Path(tmp) / "profile.sqlite3"
                 shutil.copyfile(full, copy)
-                client = _new_pool(config)
+                client = _new_pool(single)
                 profiler = cProfile.Profile()
                 profiler.enable()
                 try:
-                    await _drain(copy, config, client, args.count, pid)
+                    await _drain(copy, single, client, args.count, pid)
                 finally:
                     profiler.disable()
                     await client.aclose()
@@ -284,11 +290,14 @@ def report(results: dict[str, list[Drain]], args: argparse.Namespace, load: str)
         rows.append(
             (name, f"{rate:>10,.0f}", f"{cpu:>8.3f}", f"{trio_cpu:>8.3f}", f"{receiver:>8.3f}")
         )
-    (old_rate, old_cpu), *_, (new_rate, new_cpu) = figures.values()
+    (old_rate, old_cpu), (new_rate, new_cpu), (batch_rate, batch_cpu) = figures.values()
     ratios = (f"{new_rate / old_rate:>9.1f}x", f"{new_cpu / old_cpu:>8.2f}x")
     rows.append(("ratio now / before", *ratios, "", ""))
+    ratios = (f"{batch_rate / new_rate:>9.1f}x", f"{batch_cpu / new_cpu:>8.2f}x")
+    rows.append(("ratio batched / one a request", *ratios, "", ""))
     print_table(
         f"Webhook deliveries: {args.count:,} rows, concurrency {args.concurrency}, "
+        f"batches of up to {args.batch}, "
         f"medians of {args.runs} run(s); load average {load}",
         rows,
     )
@@ -299,14 +308,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=20_000, help="notifications per run")
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (median)")
     parser.add_argument("--concurrency", type=int, default=16, help="[webhooks] concurrency")
+    parser.add_argument(
+        "--batch", type=int, default=100, help="events per request at most, batched variant"
+    )
     parser.add_argument("--profile", metavar="FILE", help="add a cProfile run, saved in FILE")
     parser.add_argument("--serve-receiver", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_receiver:
         trio.run(_serve_receiver)
         return 0
-    if args.count < 1 or args.runs < 1:
-        parser.error("--count and --runs must be at least 1")
+    if args.count < 1 or args.runs < 1 or not 1 <= args.batch <= MAX_EVENTS_PER_REQUEST:
+        parser.error(
+            f"--count and --runs must be at least 1, --batch from 1 to {MAX_EVENTS_PER_REQUEST}"
+        )
     before = _loadavg()
     results = trio.run(_bench, args)
     report(results, args, f"{before} -> {_loadavg()}")

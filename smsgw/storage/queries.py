@@ -8,6 +8,7 @@ messages scan a covering index, so they cost O(rows).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -144,12 +145,21 @@ def find_parts(provider: str, smsc_ids: Sequence[str]) -> Query:
     )
 
 
-def pending_notifications(now: float, limit: int) -> Query:
+def pending_notifications(now: float, limit: int, excluding: Sequence[int] = ()) -> Query:
+    if not excluding:
+        return (
+            f"SELECT {NOTIFICATION_COLUMNS} FROM notifications"
+            " WHERE state = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, seq LIMIT ?",
+            [now, limit],
+        )
+    # The rows left out travel as one JSON array: any number, one parameter.
     return (
         f"SELECT {NOTIFICATION_COLUMNS} FROM notifications"
         " WHERE state = 'pending' AND next_attempt_at <= ?"
+        " AND seq NOT IN (SELECT value FROM json_each(?))"
         " ORDER BY next_attempt_at, seq LIMIT ?",
-        [now, limit],
+        [now, json.dumps(list(excluding)), limit],
     )
 
 

@@ -16,7 +16,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
@@ -79,6 +79,8 @@ T = TypeVar("T")
 
 #: The largest page a listing returns.
 MAX_PAGE = 1000
+#: The most due notifications one read returns (``[webhooks] batch_size``'s maximum).
+MAX_DUE = 10_000
 
 
 @attrs.frozen
@@ -616,12 +618,17 @@ class Store:
         return Page(items, queries.make_cursor("i", last.received_at, last.seq) if last else None)
 
     async def pending_notifications(
-        self, limit: int = 100, *, now: float | None = None
+        self, limit: int = 100, *, now: float | None = None, excluding: Collection[int] = ()
     ) -> list[Notification]:
-        """Pending notifications due at ``now`` (default: the clock), the longest due first."""
-        _check_limit(limit)
-        rows = await self._fetch(*queries.pending_notifications(self._time(now), limit))
-        return [_notification(row) for row in rows]
+        """Pending notifications due at ``now`` (default: the clock), the longest due first,
+        up to ``limit`` (1 to :data:`MAX_DUE`), leaving out the seqs in ``excluding`` (those
+        the caller has in flight)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_DUE:
+            raise ValueError(f"limit must be an int in 1..{MAX_DUE}, got {limit!r}")
+        for seq in excluding:
+            _check_seq(seq)
+        query = queries.pending_notifications(self._time(now), limit, tuple(excluding))
+        return [_notification(row) for row in await self._fetch(*query)]
 
     async def counts(self) -> StoreCounts:
         """How many messages per status, inbound messages, and notifications per state.

@@ -46,6 +46,11 @@ def test_api_bench_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert e2e["webhooks"] >= 2 * 10
     assert e2e["webhooks_per_second"] > 0 and e2e["done_per_second"] > 0
     assert e2e["cpu_per_message"] > 0
+    # Again with the webhooks batched (the default --webhook-batch): the same webhooks, all.
+    batched = figures["end_to_end_batched"]
+    assert batched["messages"] == 10 and batched["webhooks"] >= 2 * 10
+    assert batched["done_per_second"] > 0
+    assert figures["webhook_batch"] == 100
     assert len(figures["load_average"]["before"]) == 3
     peer = figures["kannel"]
     if kannel.available():  # the same messages through Kannel, on the same simulator

@@ -183,6 +183,7 @@ def listing_queries() -> list[tuple[str, list[object]]]:
     out.append(queries.inbound_page(queries.make_cursor("i", START, 3), 10))
     out.append(queries.find_parts("p", ["1", "2", "3"]))
     out.append(queries.pending_notifications(START, 10))
+    out.append(queries.pending_notifications(START, 10, (1, 2, 3)))
     out.append(queries.provider_stats("p", START, START + 600))
     out.append((queries.MESSAGE_BY_ID, ["m"]))
     out.append((queries.PARTS_OF, ["m"]))
@@ -202,7 +203,10 @@ async def test_every_query_uses_an_index(db_path: Path, clock: FakeClock) -> Non
         steps = plan(db_path, sql, params)
         for step in steps:
             assert "TEMP B-TREE" not in step, (sql, steps)
+            # json_each walks a parameter (the due rows left out), not a table.
             if step.startswith("SCAN") and step != "SCAN CONSTANT ROW":
+                if step.startswith("SCAN json_each VIRTUAL TABLE"):
+                    continue
                 assert " USING INDEX " in step or " USING COVERING INDEX " in step, (sql, steps)
         if sql.startswith("SELECT id, status") and " WHERE " in sql:
             assert any(step.startswith("SEARCH messages USING INDEX") for step in steps), steps

@@ -35,6 +35,7 @@ from smsgw.storage import (
     Store,
     UnknownMessage,
 )
+from smsgw.storage.store import MAX_DUE
 
 from .helpers import read
 
@@ -185,6 +186,31 @@ async def test_record_events_notify_enqueues_in_the_same_write(store: Store) -> 
     assert [(n.kind, n.subject, json.loads(n.body), n.created_at) for n in pending] == [
         (NotificationKind.STATUS, "m", {"id": "m", "status": "submitted"}, START + 5)
     ]
+
+
+async def test_pending_notifications_leave_out_those_in_flight(store: Store) -> None:
+    """The deliverer reads due rows past those it has in flight, however many (more than a
+    page: a busy target's batches), and asks for up to MAX_DUE at once."""
+    hooks = [
+        NewNotification(NotificationKind.STATUS, "https://client/hook", "{}", f"m{i}")
+        for i in range(1500)
+    ]
+    with trio.fail_after(T):
+        await store.enqueue_notifications(hooks)
+        first = await store.pending_notifications(1200, now=START)
+        rest = await store.pending_notifications(
+            MAX_DUE, now=START, excluding=[n.seq for n in first]
+        )
+        some = await store.pending_notifications(2, now=START, excluding=[first[0].seq])
+        for limit in (0, MAX_DUE + 1):
+            with pytest.raises(ValueError, match="limit"):
+                await store.pending_notifications(limit)
+        with pytest.raises(TypeError):
+            await store.pending_notifications(excluding=["1"])  # type: ignore[list-item]
+    assert len(first) == 1200 and len(rest) == 300
+    assert {n.seq for n in first}.isdisjoint(n.seq for n in rest)
+    assert [n.subject for n in first + rest] == [f"m{i}" for i in range(1500)]
+    assert [n.seq for n in some] == [first[1].seq, first[2].seq]
 
 
 async def test_set_parts(store: Store, clock: FakeClock) -> None:

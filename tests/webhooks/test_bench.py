@@ -11,6 +11,13 @@ from smsgw.bench.cli import main
 def test_the_webhook_bench_runs_and_reports(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--webhooks", "--count", "40", "--runs", "1", "--concurrency", "4"]) == 0
     out = capsys.readouterr().out
-    assert "Webhook deliveries: 40 rows, concurrency 4" in out
-    for row in ("httpx client (as before)", "webhook_http pool (now)", "ratio now / before"):
+    assert "Webhook deliveries: 40 rows, concurrency 4, batches of up to 100" in out
+    rows = (
+        "httpx client (as before)",
+        "webhook_http pool (now)",
+        "the pool, batched requests",
+        "ratio now / before",
+        "ratio batched / one a request",
+    )
+    for row in rows:
         assert row in out

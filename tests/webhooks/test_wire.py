@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,8 +168,10 @@ class CountingStore:
     fail: int = 0
     completes: list[int] = attrs.Factory(list)  # rows per complete_notifications call
 
-    async def pending_notifications(self, limit: int = 100, *, now: float | None = None) -> Any:
-        return await self.store.pending_notifications(limit, now=now)
+    async def pending_notifications(
+        self, limit: int = 100, *, now: float | None = None, excluding: Collection[int] = ()
+    ) -> Any:
+        return await self.store.pending_notifications(limit, now=now, excluding=excluding)
 
     async def complete_notifications(self, seqs: Sequence[int], *, at: float | None = None) -> None:
         if self.fail:

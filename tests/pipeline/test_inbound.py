@@ -5,11 +5,10 @@ is up; webhooks queued in the same transaction."""
 
 from __future__ import annotations
 
-import sqlite3
-
 import attrs
 import pytest
 import trio
+from sqlite_lock import write_locked
 
 from smpp_codec.constants import CommandStatus, EsmClass
 from smpp_codec.pdu import DeliverSm
@@ -224,9 +223,7 @@ async def test_an_mo_that_cannot_be_stored_is_answered_with_a_temporary_error(
     with trio.fail_after(30):
         await wait_until(lambda: gateway.providers.healthy("a"), what="a bound")
         # Another process holds the database's write lock past the busy timeout (5 s).
-        blocker = sqlite3.connect(config.database_path, isolation_level=None)
-        try:
-            blocker.execute("BEGIN IMMEDIATE")
+        with write_locked(config.database_path):
             if part:
                 statuses = await sim.deliver(_udh8_part(1, b"first half"))
             else:
@@ -234,9 +231,6 @@ async def test_an_mo_that_cannot_be_stored_is_answered_with_a_temporary_error(
                     source_addr="4915112345", destination_addr="12345", text="Hej", timeout=15
                 )
                 statuses = list(result.statuses)
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
         page = await gateway.store.list_inbound()
         parts = await gateway.store.inbound_parts()
     assert statuses == [int(CommandStatus.ESME_RX_T_APPN)]

@@ -5,7 +5,6 @@ parts in any order, sent again, across restarts."""
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlite_lock import write_locked
 
 from smpp_codec import Pdu
 from smpp_codec.constants import CommandStatus, EsmClass
@@ -77,15 +77,10 @@ async def test_a_whole_message_not_stored_is_tried_again_with_its_parts_kept(
         counters = Counters()
         mo = MoHandler(store=store, counters=counters, notifier=Notifier(), clock=time.time)
         # Another process holds the write lock past the busy timeout.
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
+        with write_locked(path):
             await mo.recover()
             assert counters.mo_store_failures == 1 and counters.mo_received == 0
             assert len(await store.inbound_parts()) == 2  # kept: nothing is lost
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
         nursery.start_soon(mo.run_expiry)
         with trio.fail_after(5):
             await wait_until(lambda: counters.mo_received == 1, what="stored on a later try")

@@ -6,7 +6,6 @@ reached."""
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlite_lock import write_locked
 
 from smpp_codec import Pdu
 from smpp_codec.constants import CommandStatus, EsmClass
@@ -364,9 +364,7 @@ async def test_a_message_claimed_while_the_database_is_locked_is_stored_later(
     async with open_store(path, busy_timeout=0.2) as store:
         shared = SharedParts(redis, prefix, "a")
         mo, counters = handler(store, shared)
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")
-        try:
+        with write_locked(path):
             with trio.fail_after(10):
                 for number, text in ((1, b"hello"), (2, b" world")):
                     inbound, answers = _udh8(number, text)
@@ -374,9 +372,6 @@ async def test_a_message_claimed_while_the_database_is_locked_is_stored_later(
                     assert answers == [OK]  # in Redis: answered
             assert counters.mo_store_failures == 1 and counters.mo_received == 0
             assert await shared.count() == (0, 1)  # claimed, kept in Redis
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
         nursery.start_soon(mo.run_expiry)
         with trio.fail_after(10):
             await wait_until(lambda: counters.mo_received == 1, what="stored on a later try")

@@ -7,13 +7,13 @@ client's :class:`Inbound`."""
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from pathlib import Path
 
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlite_lock import write_locked
 
 from smpp_codec.constants import CommandStatus
 from smpp_codec.message_id import MessageIdFormat
@@ -115,14 +115,8 @@ async def test_a_receipt_that_cannot_be_parked_is_asked_again(tmp_path: Path) ->
         counters = Counters()
         dlr = handler(store, counters)
         answers = Answers()
-        blocker = sqlite3.connect(path, isolation_level=None)
-        blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-        try:
-            with trio.fail_after(10):
-                await dlr.handle_many([("p", answers.inbound("1001"))])
-        finally:
-            blocker.execute("ROLLBACK")
-            blocker.close()
+        with write_locked(path), trio.fail_after(10):  # another process holds the write lock
+            await dlr.handle_many([("p", answers.inbound("1001"))])
         assert answers.statuses == {"1001": RETRY_LATER}
         assert dlr.parked() == 0 and await store.parked_receipts() == []
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sqlite3
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -168,17 +167,12 @@ async def test_write_lock_held_elsewhere_makes_writes_unavailable_but_not_reads(
     with trio.fail_after(10):
         async with open_sqlite_queue(path, clock=fake_clock, busy_timeout=0.1) as queue:
             await queue.enqueue([msg("a")])
-            other = sqlite3.connect(path, isolation_level=None)
-            try:
-                other.execute("BEGIN IMMEDIATE")  # another process would look the same
+            with write_locked(path):  # another process would look the same
                 with pytest.raises(QueueUnavailable):
                     await queue.enqueue([msg("b")])
                 with pytest.raises(QueueUnavailable):
                     await queue.lease("c", 1, LONG)
                 assert (await queue.depth()).ready == 1  # WAL: readers are not blocked
-            finally:
-                other.execute("ROLLBACK")
-                other.close()
             await queue.enqueue([msg("b")])
             assert [x.message.id for x in await queue.lease("c", 5, LONG)] == ["a", "b"]
 

@@ -8,7 +8,6 @@ the transactions that follow, which we count.
 from __future__ import annotations
 
 import math
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -197,22 +196,17 @@ async def test_database_unavailable_fails_every_request_of_the_batch(
     errors: list[Exception] = []
     with trio.fail_after(30):
         async with open_store(db_path, clock=clock, busy_timeout=0.05) as store:
-            blocker = sqlite3.connect(db_path, isolation_level=None)
-            try:
-                blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
 
-                async def create(i: int) -> None:
-                    try:
-                        await store.create_messages([msg(f"m{i}")])
-                    except StoreUnavailable as exc:
-                        errors.append(exc)
+            async def create(i: int) -> None:
+                try:
+                    await store.create_messages([msg(f"m{i}")])
+                except StoreUnavailable as exc:
+                    errors.append(exc)
 
+            with write_locked(db_path):  # another process holds the write lock
                 async with trio.open_nursery() as nursery:
                     for i in range(5):
                         nursery.start_soon(create, i)
-            finally:
-                blocker.execute("ROLLBACK")
-                blocker.close()
             assert len(errors) == 5
             assert all("database unavailable" in str(e) for e in errors)
             assert read(db_path, "SELECT count(*) FROM messages") == [(0,)]

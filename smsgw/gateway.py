@@ -432,6 +432,7 @@ class Gateway:
                 await self._drain_requested.wait()
                 self._accepting = False
                 processor.stop()
+                manager.stop_waiting()
                 # In-flight messages finish within the grace; then they are cancelled and go
                 # back to the queue (Processor._settle).
                 workers.cancel_scope.deadline = trio.current_time() + self._drain_grace

@@ -204,6 +204,12 @@ class _Refused(Exception):
     and the queue could not take it back): it is not to be sent."""
 
 
+class _NotSent(Exception):
+    """The gateway is stopping and the part about to go out has not: no bound connection took
+    it, or it waits for its rate (the message goes back to the queue at once, no attempt
+    counted)."""
+
+
 class _Verdict(enum.Enum):
     ACK = "ack"  # done: ack with the batch
     HANDLED = "handled"  # nacked or dead-lettered already
@@ -299,6 +305,7 @@ class Processor:
         self._rng = rng
         self._instance = instance
         self._stopping = False
+        self._stopped = trio.Event()
         self._work = trio.Event()
         #: Provider health for routing, cached briefly (asked for every message).
         self._healthy = CachedHealth(manager.healthy, ttl=HEALTH_TTL, clock=trio.current_time)
@@ -321,8 +328,11 @@ class Processor:
         self._work = trio.Event()
 
     def stop(self) -> None:
-        """Consumers lease nothing more; each returns once its batch is finished."""
+        """Consumers lease nothing more; each returns once its batch is finished. A part not
+        sent yet that waits for its rate (or, with :meth:`ProviderManager.stop_waiting`, for
+        a connection) is not waited for: its message goes back to the queue."""
         self._stopping = True
+        self._stopped.set()
         self.wake()
 
     # -- consuming -------------------------------------------------------------------------
@@ -547,7 +557,10 @@ class Processor:
         provider = sticky if sticky is not None else decision.candidates[0]
         while True:
             job.tried.append(provider)
-            attempt = await self._send(job, provider)
+            try:
+                attempt = await self._send(job, provider)
+            except _NotSent as exc:
+                return await self._give_back(job, str(exc))
             if attempt.outcome is None:
                 self._counters.submitted += 1
                 return _Verdict.ACK
@@ -737,7 +750,10 @@ class Processor:
                 raise ProviderUnavailable(provider, "removed by a reload") from None
             if wait <= 0:
                 return
-            await trio.sleep(wait)
+            if self._stopping:
+                raise _NotSent(f"not sent: the gateway stopped while it waited for {provider}")
+            with trio.move_on_after(wait):
+                await self._stopped.wait()
 
     async def _submit_part(
         self, job: _Job, provider: str, config: ProviderConfig, segment: Segment
@@ -763,7 +779,11 @@ class Processor:
                     timeout=config.request_timeout,
                     send_by=send_by,
                 )
+            except _NotSent:
+                raise
             except Exception as exc:
+                if self._stopping and isinstance(exc, ProviderUnavailable):
+                    raise _NotSent(f"not sent: the gateway stopped ({exc})") from exc
                 outcome = classify_exception(exc, provider_overrides=config.status_map)
                 if outcome is None:
                     raise  # not an SMPP or transport error: a bug, for the supervisor
@@ -934,6 +954,14 @@ class Processor:
                 f"{reason} (attempt {attempt} of {policy.max_attempts})", state
             ),
         )
+        return _Verdict.HANDLED
+
+    async def _give_back(self, job: _Job, reason: str) -> _Verdict:
+        """Back to the queue at once, as it was: the gateway is stopping and the part about to
+        go out has not (its parts accepted so far stay accepted)."""
+        await self._record_unsent(job, MessageStatus.QUEUED, reason)
+        state = RetryState(job.state.attempts, job.state.throttled, job.lease.message.attempts)
+        await self._nack(job.lease, delay=0.0, reason=reason_with_state(reason, state))
         return _Verdict.HANDLED
 
     async def _requeue_throttled(self, job: _Job, reason: str) -> _Verdict:

@@ -361,6 +361,9 @@ class ProviderManager:
         self._nursery: trio.Nursery | None = None
         self._running = False
         self._closing = False
+        #: The gateway is stopping (:meth:`stop_waiting`): a submit no bound connection can
+        #: take fails at once instead of waiting for one.
+        self._stopping = False
         self._stop_run = trio.Event()
         self._finished = trio.Event()
         self._reload_lock = trio.Lock()
@@ -394,6 +397,15 @@ class ProviderManager:
                 pool.retire()
             self._pools.clear()
             self._finished.set()
+
+    def stop_waiting(self) -> None:
+        """The gateway is draining: a submit that finds no bound connection of its provider
+        raises :class:`ProviderUnavailable` at once, and those waiting for one now do too (an
+        SMSC that is down must not hold the stop for the whole grace). Submits that a bound
+        connection takes, or that wait for a free window of one, go on as before."""
+        self._stopping = True
+        for pool in self._pools.values():
+            pool.wake()
 
     async def aclose(self, *, grace: float) -> None:
         """Stop everything gracefully: no new submits (:class:`ProviderUnavailable`), the
@@ -471,6 +483,8 @@ class ProviderManager:
                 raise ProviderUnavailable(
                     provider, "this instance keeps none of its connections (shared limits)"
                 )
+            if self._stopping and not pool.bound:
+                raise ProviderUnavailable(provider, "the gateway is stopping: none is bound")
             with trio.move_on_at(wait_until):
                 await pool.lot.park()
                 continue

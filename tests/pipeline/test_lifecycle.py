@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from smpp_codec.text import Encoding
+from smsgw.config import ProviderRate
 from smsgw.errors import SetupError
 from smsgw.gateway import GatewayNotRunning
 from smsgw.messages import Accepted, Rejected, SubmitRequest
@@ -252,3 +253,53 @@ async def test_a_message_leased_again_while_in_flight_here_is_sent_once(
     assert submit_count(sim) == 1
     assert view.parts[0].provider == "a"
     assert (depth.ready, depth.leased, depth.delayed) == (0, 0, 0)
+
+
+async def test_a_stop_during_an_smsc_outage_gives_the_unsent_messages_back_at_once(
+    harness: Harness,
+) -> None:
+    """The SMSC is down and the messages wait for a connection (up to their request timeout,
+    a minute here): a drain gives them back to the queue as they were, at once, instead of
+    holding the stop for its whole grace. Nothing is counted as an attempt; after a restart
+    with the SMSC back, each is sent once."""
+    sim = await harness.simulator()
+    config = harness.config([provider("a", sim.port, request_timeout=60)])
+    gateway = await harness.gateway(config)
+    with trio.fail_after(20):
+        await wait_until(lambda: gateway.providers.healthy("a"), what="a bound")
+        sim.kill()
+        await wait_until(lambda: not gateway.providers.healthy("a"), what="a down")
+        results = await gateway.submit([request(text=f"m{i}") for i in range(5)])
+        await wait_until(lambda: gateway.stats().in_flight == 5, what="5 waiting")
+        harness.gateways.remove(gateway)
+        await gateway.drain(60.0)  # returns once run() has finished
+    stats = gateway.stats()
+    assert (stats.retried, stats.in_flight_abandoned, stats.segments_submitted) == (0, 0, 0)
+    again_sim = await harness.simulator()
+    again = await harness.gateway(harness.config([provider("a", again_sim.port)]))
+    with trio.fail_after(20):
+        for result in results:
+            assert isinstance(result, Accepted)
+            view = await wait_status(again, result.id, S.SUBMITTED, S.DELIVERED)
+            assert any("the gateway stopped" in (e.reason or "") for e in view.events)
+    assert submit_count(again_sim) == 5
+
+
+async def test_a_stop_does_not_wait_for_the_rate_limit(harness: Harness) -> None:
+    """At 1 message/s, 6 messages leased together would hold a stop for 5 s of tokens: the
+    drain sends none of those still waiting for their token (the first went out at once)."""
+    sim = await harness.simulator()
+    config = harness.config([provider("a", sim.port, rate=ProviderRate(per_second=1))])
+    gateway = await harness.gateway(config)
+    with trio.fail_after(20):
+        await wait_until(lambda: gateway.providers.healthy("a"), what="a bound")
+        await gateway.submit([request(text=f"m{i}") for i in range(6)])
+        await wait_until(lambda: gateway.stats().segments_submitted >= 1, what="the first")
+        harness.gateways.remove(gateway)
+        await gateway.drain(60.0)
+        async with open_sqlite_queue(config.queue_path) as queue:
+            depth = await queue.depth()
+    sent = submit_count(sim)
+    assert 1 <= sent < 6
+    assert gateway.stats().retried == 0
+    assert (depth.ready, depth.delayed, depth.leased) == (6 - sent, 0, 0)  # back at once

@@ -420,7 +420,7 @@ class WebhookDeliverer:
             # Rows in flight are still pending (so due): the read leaves them out.
             now = self._clock()
             due = await self._store.pending_notifications(
-                self._config.batch_size, now=now, excluding=tuple(self._in_flight)
+                self._config.batch_size, now=now, excluding=self._in_flight
             )
             cap = self._config.per_target_concurrency
             held: dict[str, list[int]] = collections.defaultdict(list)

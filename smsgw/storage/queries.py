@@ -159,7 +159,7 @@ def pending_notifications(now: float, limit: int, excluding: Sequence[int] = ())
         " WHERE state = 'pending' AND next_attempt_at <= ?"
         " AND seq NOT IN (SELECT value FROM json_each(?))"
         " ORDER BY next_attempt_at, seq LIMIT ?",
-        [now, json.dumps(list(excluding)), limit],
+        [now, json.dumps(excluding), limit],
     )
 
 

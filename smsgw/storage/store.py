@@ -625,9 +625,10 @@ class Store:
         the caller has in flight)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_DUE:
             raise ValueError(f"limit must be an int in 1..{MAX_DUE}, got {limit!r}")
-        for seq in excluding:
+        left_out = tuple(excluding)  # read now: the caller's set may change meanwhile
+        for seq in left_out:
             _check_seq(seq)
-        query = queries.pending_notifications(self._time(now), limit, tuple(excluding))
+        query = queries.pending_notifications(self._time(now), limit, left_out)
         return [_notification(row) for row in await self._fetch(*query)]
 
     async def counts(self) -> StoreCounts:

@@ -719,15 +719,17 @@ class ProviderManager:
             await self._replace(pool)
 
     async def _replace(self, pool: _Pool) -> None:
-        """Replace the clients of ``pool`` that do not have its settings, one at a time: each
-        drains and unbinds, then its replacement binds, and the next waits for that bind. The
-        account never has more connections bound than before, and the others carry the
+        """Replace the clients of ``pool`` that do not have its settings. Those not bound
+        carry no traffic: each is replaced at once, first. The bound ones go one at a time:
+        each drains and unbinds, then its replacement binds, and the next waits for that bind.
+        The account never has more connections bound than before, and the others carry the
         traffic meanwhile. A replacement that fails to bind twice, or is not bound within
         :func:`_retire_bound`, stops the roll (logged as an error): it keeps trying with its
-        backoff, and the connections not replaced yet keep their settings until the next
-        reload."""
+        backoff, and the bound connections not replaced yet keep their settings until the
+        next reload. (So a reload during an outage replaces every connection: none is
+        bound.)"""
         settings = pool.client_config
-        for slot in list(pool.slots):
+        for slot in sorted(pool.slots, key=lambda slot: slot.bound):  # the unbound first
             if pool.retired or self._closing:
                 return
             if slot.stopping or slot not in pool.slots:
@@ -736,12 +738,15 @@ class ProviderManager:
             if client is not None and client.config == settings:
                 continue  # a slot added by the reload, or replaced by an earlier one
             old = settings if client is None else client.config
+            carrying = slot.bound
             renewed = slot.renew()
             with trio.move_on_after(_retire_bound(old)):
                 await renewed.wait()
             if not renewed.is_set():
                 slot.client_scope.cancel()  # its outstanding submits fail with ConnectionLost
                 await renewed.wait()
+            if not carrying:
+                continue  # its replacement binds when it can; the next need not wait for it
             # Two failed attempts, not one: the SMSC may refuse the first bind while it still
             # counts the session just unbound.
             failures = slot.failures

@@ -175,6 +175,25 @@ async def test_a_replacement_that_cannot_bind_stops_the_roll(
         assert traffic.errors == []
 
 
+async def test_a_reload_during_an_outage_replaces_every_connection(setup: Setup) -> None:
+    """The SMSC is down, so no connection carries traffic: a reload replaces them all at once
+    (there is no roll to stop), and when the SMSC is back each binds with the new settings."""
+    with trio.fail_after(30):
+        sim = await setup.simulator()
+        b = provider("b", sim.port, connections=3)
+        manager = await setup.manager([b])
+        await until(lambda: manager.health("b").bound == 3)
+        sim.kill()
+        await until(lambda: manager.health("b").bound == 0)
+        result = await manager.reload([attrs.evolve(b, window=5)])
+        assert result == ReloadResult(restarted=("b",))
+        assert [c.window for c in manager.health("b").connections] == [5, 5, 5]
+        back = await setup.simulator(SimulatorConfig(seed=1, port=sim.port))
+        await until(lambda: manager.health("b").bound == 3)
+    assert [c.window for c in manager.health("b").connections] == [5, 5, 5]
+    assert back.sim.stats.binds == 3
+
+
 async def test_a_roll_is_the_managers_work_and_a_later_reload_takes_it_over(
     setup: Setup,
 ) -> None:

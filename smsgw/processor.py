@@ -109,6 +109,9 @@ log = logging.getLogger("smsgw.processor")
 MAX_INLINE_THROTTLES = 3
 #: How long a provider's health answer is reused for routing (seconds).
 HEALTH_TTL = 0.1
+#: The longest an idle consumer that is not the one polling for the others waits before it
+#: looks at the queue itself (seconds); it is woken at once when there is work.
+IDLE_WAIT = 5.0
 #: The first event of a row written from the queue for a message leased from a shared queue
 #: (another instance accepted it, or this one crashed before writing its row).
 SHARED_ROW = "accepted (row written here from the shared queue)"
@@ -311,6 +314,8 @@ class Processor:
         self._healthy = CachedHealth(manager.healthy, ttl=HEALTH_TTL, clock=trio.current_time)
         #: Idle polling: from this interval, doubling up to the maximum while the queue is empty.
         self.idle_poll = (0.005, 0.25)
+        #: The idle consumer that polls for the others (None: none is idle).
+        self._poller: int | None = None
         # Failures that every message meets while the database or the queue is unavailable:
         # logged once, with reminders, not a line per message (smsgw.outage).
         self._given_back = Outage(log, "processing messages (given back to the queue)")
@@ -362,10 +367,20 @@ class Processor:
                 continue
             outage.succeeded()
             if not leases:
-                with trio.move_on_after(idle):
-                    await work.wait()
-                idle = min(self.idle_poll[1], idle * 2)
+                if self._poller in (None, number):
+                    # One idle consumer polls for all (messages coming due, another process's
+                    # queueing); the others wait for its wake, or a submission's.
+                    self._poller = number
+                    with trio.move_on_after(idle):
+                        await work.wait()
+                    idle = min(self.idle_poll[1], idle * 2)
+                else:
+                    with trio.move_on_after(IDLE_WAIT):
+                        await work.wait()
                 continue
+            if self._poller == number:
+                self._poller = None
+                self.wake()  # there may be more: the idle consumers look too
             idle = self.idle_poll[0]
             await self._run_batch(leases)
 

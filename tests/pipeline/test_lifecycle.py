@@ -4,6 +4,8 @@ crash leaves behind (a queued message without its row; a message sent but not ac
 from __future__ import annotations
 
 import os
+from collections import Counter
+from typing import Any
 
 import pytest
 import trio
@@ -17,7 +19,7 @@ from smsgw.model import MessageStatus, SmscIdMapping, StatusEvent
 from smsgw.payload import MessagePayload, encode_payload
 from smsgw.processor import new_message
 from smsgw.queue.base import NewMessage as QueueEntry
-from smsgw.queue.sqlite import open_sqlite_queue
+from smsgw.queue.sqlite import SqliteQueue, open_sqlite_queue
 from smsgw.simulator import Faults
 from smsgw.storage import open_store
 
@@ -303,3 +305,35 @@ async def test_a_stop_does_not_wait_for_the_rate_limit(harness: Harness) -> None
     assert 1 <= sent < 6
     assert gateway.stats().retried == 0
     assert (depth.ready, depth.delayed, depth.leased) == (6 - sent, 0, 0)  # back at once
+
+
+async def test_one_idle_consumer_polls_for_all(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle gateway does not have every consumer poll the queue: one does, and wakes the
+    others when it finds work. Messages queued then are all sent, by more than one consumer."""
+    leases: Counter[str] = Counter()
+    leased: Counter[str] = Counter()
+    lease = SqliteQueue.lease
+
+    async def counted(self: SqliteQueue, consumer: str, *args: Any) -> Any:
+        found = await lease(self, consumer, *args)
+        leases[consumer] += 1
+        leased[consumer] += len(found)
+        return found
+
+    monkeypatch.setattr(SqliteQueue, "lease", counted)
+    sim = await harness.simulator(faults=Faults(latency=0.05))
+    config = harness.config([provider("a", sim.port)], queue={"consumers": 4, "lease_batch": 2})
+    gateway = await harness.gateway(config)
+    with trio.fail_after(20):
+        await wait_until(lambda: gateway.providers.healthy("a"), what="a bound")
+        await trio.sleep(1.5)  # idle
+        polls = sorted(leases.values())
+        assert len(polls) == 4 and polls[-2] <= 2 < polls[-1], leases  # one poller
+        results = await gateway.submit([request(text=f"m{i}") for i in range(20)])
+        for result in results:
+            assert isinstance(result, Accepted)
+            await wait_status(gateway, result.id, S.SUBMITTED, S.DELIVERED)
+    assert submit_count(sim) == 20
+    assert sum(1 for n in leased.values() if n) >= 2, leased  # the others were woken

@@ -449,8 +449,13 @@ class Processor:
                 log.warning("ack failed: %s", exc)
         self._counters.in_flight_abandoned += len(unfinished)
         for lease in unfinished:
+            # Its retry state goes with it: the attempts counted so far still count.
+            found = retry_state(lease.message)
+            state = RetryState(found.attempts, found.throttled, lease.message.attempts)
             try:
-                await self._nack(lease, delay=0.0, reason="cut off while in flight")
+                await self._nack(
+                    lease, delay=0.0, reason=reason_with_state("cut off while in flight", state)
+                )
             except QueueError as exc:
                 log.info(
                     "could not give %s back (its lease will expire): %s", lease.message.id, exc

@@ -129,6 +129,30 @@ async def test_a_drain_past_its_grace_gives_in_flight_messages_back(harness: Har
     assert submit_count(sim) == 6
 
 
+async def test_a_message_cut_off_by_a_drain_keeps_its_attempts(harness: Harness) -> None:
+    """A message that failed once (a temporary error, counted), then was cut off in flight by
+    a drain past its grace, goes back to the queue with its retry state: attempts counted
+    before a stop still count towards ``max_attempts``."""
+    sim = await harness.simulator()
+    config = harness.config([provider("a", sim.port, request_timeout=60)])
+    gateway = await harness.gateway(config)
+    with trio.fail_after(30):
+        await wait_until(lambda: gateway.providers.healthy("a"), what="a bound")
+        sim.sim.set_faults(Faults(temporary_error_fraction=1.0))
+        (accepted,) = await gateway.submit([request()])
+        await wait_until(lambda: gateway.stats().retried == 1, what="the first attempt failed")
+        sim.sim.set_faults(Faults(latency=30))  # the retry is never answered in time
+        await wait_until(lambda: submit_count(sim) == 2, what="the retry in flight")
+        await gateway.drain(0.2)
+        harness.gateways.remove(gateway)
+        assert gateway.stats().in_flight_abandoned == 1
+        async with open_sqlite_queue(config.queue_path) as queue:
+            (lease,) = await queue.lease("test", 1, 30.0)
+    assert isinstance(accepted, Accepted) and lease.message.id == accepted.id
+    assert lease.message.last_error is not None
+    assert lease.message.last_error.startswith("cut off while in flight [smsgw a=1 t=0 l=")
+
+
 async def test_a_queued_message_whose_row_was_never_written_gets_it_rebuilt(
     harness: Harness,
 ) -> None:

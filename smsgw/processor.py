@@ -307,7 +307,7 @@ class Processor:
         self._clock = clock
         self._rng = rng
         self._instance = instance
-        self._stopping = False
+        #: Set by :meth:`stop`: consumers lease nothing more, unsent parts stop waiting.
         self._stopped = trio.Event()
         self._work = trio.Event()
         #: Provider health for routing, cached briefly (asked for every message).
@@ -336,7 +336,6 @@ class Processor:
         """Consumers lease nothing more; each returns once its batch is finished. A part not
         sent yet that waits for its rate (or, with :meth:`ProviderManager.stop_waiting`, for
         a connection) is not waited for: its message goes back to the queue."""
-        self._stopping = True
         self._stopped.set()
         self.wake()
 
@@ -347,7 +346,7 @@ class Processor:
         name = f"{self._instance}/consumer-{number}"
         idle = self.idle_poll[0]
         outage = Outage(log, f"{name}: lease")
-        while not self._stopping:
+        while not self._stopped.is_set():
             queue_config = self.settings.config.queue
             # Taken before leasing: a wake() while the lease runs is not missed.
             work = self._work
@@ -770,7 +769,7 @@ class Processor:
                 raise ProviderUnavailable(provider, "removed by a reload") from None
             if wait <= 0:
                 return
-            if self._stopping:
+            if self._stopped.is_set():
                 raise _NotSent(f"not sent: the gateway stopped while it waited for {provider}")
             with trio.move_on_after(wait):
                 await self._stopped.wait()
@@ -802,7 +801,7 @@ class Processor:
             except _NotSent:
                 raise
             except Exception as exc:
-                if self._stopping and isinstance(exc, ProviderUnavailable):
+                if self._stopped.is_set() and isinstance(exc, ProviderUnavailable):
                     raise _NotSent(f"not sent: the gateway stopped ({exc})") from exc
                 outcome = classify_exception(exc, provider_overrides=config.status_map)
                 if outcome is None:

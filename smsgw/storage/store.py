@@ -142,9 +142,9 @@ def _check_time(name: str, value: float) -> float:
     return float(value)
 
 
-def _check_limit(limit: int) -> None:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-        raise ValueError(f"limit must be an int in 1..{MAX_PAGE}, got {limit!r}")
+def _check_limit(limit: int, most: int = MAX_PAGE) -> None:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= most:
+        raise ValueError(f"limit must be an int in 1..{most}, got {limit!r}")
 
 
 def _check_seq(seq: int) -> None:
@@ -623,8 +623,7 @@ class Store:
         """Pending notifications due at ``now`` (default: the clock), the longest due first,
         up to ``limit`` (1 to :data:`MAX_DUE`), leaving out the seqs in ``excluding`` (those
         the caller has in flight)."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_DUE:
-            raise ValueError(f"limit must be an int in 1..{MAX_DUE}, got {limit!r}")
+        _check_limit(limit, MAX_DUE)
         left_out = tuple(excluding)  # read now: the caller's set may change meanwhile
         for seq in left_out:
             _check_seq(seq)
